@@ -1,0 +1,201 @@
+"""The layers of a GPT, each a forward/backward pair side by side.
+
+Every forward returns `(out, cache)`; the matching backward takes `(dout, cache)` and
+returns the gradient for each floating-point array argument of the forward, in order:
+`dx, *dparams = x_backward(dout, cache)` (None for an optional bias that was None). Caches are plain tuples of what the backward
+needs. The hot maths goes through `minigpt.kernels` (NumPy reference or Numba).
+
+Notation: B batch, T time (sequence length), C channels (n_embd), H heads,
+hs = C / H head size, V vocabulary size. `dy` is dLoss/dy for any y.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minigpt import kernels
+
+# --- token + position embedding ---------------------------------------------------------
+
+
+def embedding_forward(idx, wte, wpe):
+    """x[b, t] = wte[idx[b, t]] + wpe[t].
+
+    idx (B, T) integers, wte (V, C), wpe (block_size, C)  ->  x (B, T, C)"""
+    T = idx.shape[1]
+    out = wte[idx] + wpe[:T]  # (B, T, C)
+    return out, (idx, wte.shape[0], wpe.shape[0])
+
+
+def embedding_backward(dout, cache):
+    """A lookup copies rows, so its gradient scatters dout back to the rows it read:
+    dwte[v] = sum of dout[b, t] over all (b, t) with idx[b, t] == v, and
+    dwpe[t] = sum over the batch of dout[b, t] (zero for positions beyond T).
+    Returns dwte (V, C), dwpe (block_size, C); idx gets no gradient."""
+    idx, vocab_size, block_size = cache
+    T, C = dout.shape[1], dout.shape[2]
+    dwte = kernels.embedding_backward(dout, idx, vocab_size)
+    dwpe = np.zeros((block_size, C), dtype=dout.dtype)
+    dwpe[:T] = dout.sum(axis=0)
+    return dwte, dwpe
+
+
+# --- linear (Hugging Face GPT-2's Conv1D layout: weight is (in, out)) -------------------
+
+
+def linear_forward(x, weight, bias=None):
+    """out = x @ weight + bias.   x (..., in), weight (in, out), bias (out,) -> (..., out)"""
+    x2d = x.reshape(-1, x.shape[-1])  # one BLAS call for all B*T rows
+    out = kernels.matmul(x2d, weight)
+    if bias is not None:
+        out += bias
+    return out.reshape(*x.shape[:-1], weight.shape[1]), (x, weight, bias is not None)
+
+
+def linear_backward(dout, cache):
+    """For out = x W + b:  dx = dout W^T,  dW = x^T dout (summed over rows),  db = sum of dout.
+    Returns dx, dweight, dbias (None when the layer has no bias)."""
+    x, weight, has_bias = cache
+    dout2d = dout.reshape(-1, dout.shape[-1])
+    x2d = x.reshape(-1, x.shape[-1])
+    dx = kernels.matmul(dout2d, weight.T).reshape(x.shape)
+    dweight = kernels.matmul(x2d.T, dout2d)
+    return dx, dweight, (dout2d.sum(axis=0) if has_bias else None)
+
+
+# --- layer normalisation -----------------------------------------------------------------
+
+
+def layernorm_forward(x, weight, bias=None):
+    """Normalise each row of x (..., C) to mean 0 and variance 1, then scale and shift:
+    out = (x - mean) / sqrt(var + 1e-5) * weight + bias."""
+    shift = bias if bias is not None else np.zeros_like(weight)
+    out, mean, rstd = kernels.layernorm_forward(x, weight, shift)
+    return out, (x, weight, mean, rstd, bias is not None)
+
+
+def layernorm_backward(dout, cache):
+    """With xhat = (x - mean) * rstd and g = dout * weight (see kernels/reference.py):
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  dweight = sum(dout * xhat),
+    dbias = sum(dout), the sums over all rows. Returns dx, dweight, dbias (None without bias)."""
+    x, weight, mean, rstd, has_bias = cache
+    dx, dweight, dbias = kernels.layernorm_backward(dout, x, weight, mean, rstd)
+    return dx, dweight, (dbias if has_bias else None)
+
+
+# --- GELU --------------------------------------------------------------------------------
+
+
+def gelu_forward(x):
+    """gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise."""
+    return kernels.gelu_forward(x), x
+
+
+def gelu_backward(dout, cache):
+    """dx = dout * gelu'(x), with gelu' written out in kernels/reference.py."""
+    return (kernels.gelu_backward(dout, cache),)
+
+
+# --- dropout -----------------------------------------------------------------------------
+
+
+def dropout_mask(shape, p, rng, dtype):
+    """Inverted dropout: each entry is 0 with probability p, else 1/(1-p), so the expected
+    output equals the input and nothing needs rescaling at evaluation time.
+    Returns None when there is nothing to drop (p == 0)."""
+    if p == 0.0:
+        return None
+    keep = rng.random(shape, dtype=dtype) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+def dropout_forward(x, mask):
+    """out = x * mask (mask from dropout_mask, or None for identity)."""
+    return (x if mask is None else x * mask), mask
+
+
+def dropout_backward(dout, mask):
+    """The mask is a constant factor, so dx = dout * mask."""
+    return (dout if mask is None else dout * mask,)
+
+
+# --- MLP: linear -> GELU -> linear ------------------------------------------------------
+
+
+def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias):
+    """out = gelu(x @ fc_weight + fc_bias) @ proj_weight + proj_bias.
+    x (B, T, C), fc_weight (C, 4C), proj_weight (4C, C)."""
+    h, fc_cache = linear_forward(x, fc_weight, fc_bias)  # (B, T, 4C)
+    a, gelu_cache = gelu_forward(h)  # (B, T, 4C)
+    out, proj_cache = linear_forward(a, proj_weight, proj_bias)  # (B, T, C)
+    return out, (fc_cache, gelu_cache, proj_cache)
+
+
+def mlp_backward(dout, cache):
+    """The chain rule through the three steps in reverse.
+    Returns dx, dfc_weight, dfc_bias, dproj_weight, dproj_bias."""
+    fc_cache, gelu_cache, proj_cache = cache
+    da, dproj_weight, dproj_bias = linear_backward(dout, proj_cache)
+    (dh,) = gelu_backward(da, gelu_cache)
+    dx, dfc_weight, dfc_bias = linear_backward(dh, fc_cache)
+    return dx, dfc_weight, dfc_bias, dproj_weight, dproj_bias
+
+
+# --- causal multi-head self-attention ----------------------------------------------------
+
+
+def attention_forward(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head, att_mask=None):
+    """Causal self-attention: every position attends to itself and the positions before it.
+
+    qkv = x @ attn_weight + attn_bias, split into H heads of size hs;
+    y_h = softmax(q_h k_h^T / sqrt(hs), future masked) v_h  (attention dropout att_mask);
+    out = concat_h(y_h) @ proj_weight + proj_bias.
+    x (B, T, C), attn_weight (C, 3C), proj_weight (C, C), att_mask None or (B, H, T, T)."""
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv, qkv_cache = linear_forward(x, attn_weight, attn_bias)  # (B, T, 3C)
+    qkv = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
+    q, k, v = (np.ascontiguousarray(a) for a in qkv)  # each (B, H, T, hs)
+    y, att = kernels.attention_forward(q, k, v, att_mask)  # (B, H, T, hs), (B, H, T, T)
+    y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+    out, proj_cache = linear_forward(y, proj_weight, proj_bias)  # (B, T, C)
+    return out, (qkv_cache, q, k, v, att, att_mask, proj_cache)
+
+
+def attention_backward(dout, cache):
+    """Back through the projection, the per-head attention (maths in
+    kernels/reference.py:attention_backward) and the q, k, v projection.
+    Returns dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias."""
+    qkv_cache, q, k, v, att, att_mask, proj_cache = cache
+    B, H, T, hs = q.shape
+    dy, dproj_weight, dproj_bias = linear_backward(dout, proj_cache)
+    dy = np.ascontiguousarray(dy.reshape(B, T, H, hs).transpose(0, 2, 1, 3))  # (B, H, T, hs)
+    dq, dk, dv = kernels.attention_backward(dy, q, k, v, att, att_mask)
+    dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * hs)
+    dx, dattn_weight, dattn_bias = linear_backward(dqkv, qkv_cache)
+    return dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias
+
+
+# --- softmax cross-entropy ---------------------------------------------------------------
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100):
+    """Mean of -log softmax(logits)[target] over the targets that are not ignore_index.
+
+    logits (..., V), targets (...) integers  ->  loss (a 0-d array), cache.
+    If every target is ignored the loss is 0 and so is its gradient."""
+    V = logits.shape[-1]
+    flat_targets = targets.reshape(-1)
+    losses, probs = kernels.cross_entropy_forward(logits.reshape(-1, V), flat_targets, ignore_index)
+    n_valid = max(int(np.count_nonzero(flat_targets != ignore_index)), 1)
+    loss = losses.sum(dtype=np.float64) / n_valid
+    return logits.dtype.type(loss), (probs, flat_targets, n_valid, logits.shape, ignore_index)
+
+
+def cross_entropy_backward(dloss, cache):
+    """d(mean loss)/d logits_n = (probs_n - onehot(target_n)) / n_valid for counted rows,
+    0 for ignored ones. dloss is the upstream scalar (1.0 when this is the final loss)."""
+    probs, flat_targets, n_valid, logits_shape, ignore_index = cache
+    dlosses = np.full(len(flat_targets), dloss / n_valid, dtype=probs.dtype)
+    dlogits = kernels.cross_entropy_backward(dlosses, probs, flat_targets, ignore_index)
+    return (dlogits.reshape(logits_shape),)

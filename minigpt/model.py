@@ -1,0 +1,262 @@
+"""A GPT-2-style transformer with every gradient written by hand.
+
+    idx (B, T) -> token + position embedding -> n_layer x Block -> ln_f -> x @ wte^T -> logits
+
+    Block(x):  x = x + dropout(attention(ln_1(x)))      (pre-LayerNorm, as GPT-2)
+               x = x + dropout(mlp(ln_2(x)))
+
+All parameters live in one flat buffer (`flat_params`) and every gradient in its twin
+(`flat_grads`); `params` and `grads` name views into them with Hugging Face GPT-2's names
+and layouts, so an optimizer step is one pass over one array, zeroing the gradients is one
+`fill(0)`, and a checkpoint is one array. The language-model head is tied to the token
+embedding: it is `wte` itself, not a copy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigpt import layers
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int  # the longest sequence the model reads
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True  # biases in linear layers and layernorms (GPT-2 has them)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"each head gets n_embd / n_head channels"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's Hugging Face GPT-2 name and shape, in buffer order."""
+    V, C, L = config.vocab_size, config.n_embd, config.n_layer
+    shapes = {"wte.weight": (V, C), "wpe.weight": (config.block_size, C)}
+
+    def add(name, weight_shape):
+        shapes[name + ".weight"] = weight_shape
+        if config.bias:
+            shapes[name + ".bias"] = (weight_shape[-1],)
+
+    for i in range(L):
+        add(f"h.{i}.ln_1", (C,))
+        add(f"h.{i}.attn.c_attn", (C, 3 * C))
+        add(f"h.{i}.attn.c_proj", (C, C))
+        add(f"h.{i}.ln_2", (C,))
+        add(f"h.{i}.mlp.c_fc", (C, 4 * C))
+        add(f"h.{i}.mlp.c_proj", (4 * C, C))
+    add("ln_f", (C,))
+    return shapes
+
+
+class GPT:
+    def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+
+        shapes = parameter_shapes(config)
+        self.param_slices: dict[str, slice] = {}
+        offset = 0
+        for name, shape in shapes.items():
+            size = math.prod(shape)
+            self.param_slices[name] = slice(offset, offset + size)
+            offset += size
+        self.flat_params = np.zeros(offset, dtype=self.dtype)
+        self.flat_grads = np.zeros(offset, dtype=self.dtype)
+        self.params = self._views(self.flat_params, shapes)
+        self.grads = self._views(self.flat_grads, shapes)
+
+        self._init_weights(np.random.default_rng(seed))
+        self.rng = np.random.default_rng([seed, 1])  # dropout masks; its own stream
+        self.training = True
+        self._cache = None  # what backward() needs from the last forward()
+
+    def _views(self, flat, shapes):
+        return {name: flat[self.param_slices[name]].reshape(shape) for name, shape in shapes.items()}
+
+    def _init_weights(self, rng):
+        """GPT-2's initialisation: weights ~ normal(0, 0.02), biases 0, layernorms (1, 0), and
+        the two projections that write into the residual stream scaled by 1/sqrt(2 n_layer),
+        so the stream's variance does not grow with depth."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.params.items():
+            if name.endswith(".bias"):
+                p[...] = 0.0
+            elif ".ln_" in name or name.startswith("ln_f"):
+                p[...] = 1.0
+            elif name.endswith("c_proj.weight"):
+                p[...] = rng.normal(0.0, residual_std, p.shape)
+            else:
+                p[...] = rng.normal(0.0, 0.02, p.shape)
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def train(self):
+        self.training = True
+        return self
+
+    def eval(self):
+        self.training = False
+        return self
+
+    def zero_grad(self):
+        self.flat_grads.fill(0.0)
+
+    def num_params(self) -> int:
+        """Number of parameters (the tied head counted once, as it is stored once)."""
+        return self.flat_params.size
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward), the estimate of the PaLM paper:
+        6 per weight (2 forward, 4 backward: a multiply and an add each) plus attention's
+        12 * n_layer * C * T for the scores and weighted sums. Position embeddings do no
+        matmul work, so they are left out."""
+        T = seq_len or self.config.block_size
+        weights = self.num_params() - self.params["wpe.weight"].size
+        return 6 * weights + 12 * self.config.n_layer * self.config.n_embd * T
+
+    def load_params(self, named_arrays) -> None:
+        """Copy arrays into the parameter buffer, checking that names and shapes match."""
+        missing = set(self.params) - set(named_arrays)
+        unexpected = set(named_arrays) - set(self.params)
+        if missing or unexpected:
+            raise ValueError(
+                f"parameter names do not match: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
+        for name, array in named_arrays.items():
+            if tuple(array.shape) != self.params[name].shape:
+                raise ValueError(f"{name}: shape {tuple(array.shape)}, expected {self.params[name].shape}")
+            self.params[name][...] = array
+
+    # --- forward and backward ------------------------------------------------------------
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) token ids -> logits (B, T, V), and the mean cross-entropy loss over the
+        targets that are not -100 (None without targets). Keeps what backward() needs."""
+        idx, targets = self._check_inputs(idx, targets)
+        cfg, p = self.config, self.params
+        B, T = idx.shape
+        drop = cfg.dropout if self.training else 0.0
+
+        def mask(shape):
+            return layers.dropout_mask(shape, drop, self.rng, self.dtype)
+
+        x, emb_cache = layers.embedding_forward(idx, p["wte.weight"], p["wpe.weight"])  # (B, T, C)
+        x, emb_drop = layers.dropout_forward(x, mask(x.shape))
+        block_caches = []
+        for i in range(cfg.n_layer):
+            h = f"h.{i}."
+            a, ln1 = layers.layernorm_forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))
+            a, attn = layers.attention_forward(
+                a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
+                p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
+                cfg.n_head, mask((B, cfg.n_head, T, T)),
+            )  # fmt: skip
+            a, attn_drop = layers.dropout_forward(a, mask(a.shape))
+            x = x + a  # (B, T, C) residual
+            m, ln2 = layers.layernorm_forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))
+            m, mlp = layers.mlp_forward(
+                m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"),
+                p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"),
+            )  # fmt: skip
+            m, mlp_drop = layers.dropout_forward(m, mask(m.shape))
+            x = x + m  # (B, T, C) residual
+            block_caches.append((ln1, attn, attn_drop, ln2, mlp, mlp_drop))
+        x, lnf = layers.layernorm_forward(x, p["ln_f.weight"], p.get("ln_f.bias"))
+        logits, head = layers.linear_forward(x, p["wte.weight"].T)  # (B, T, V), tied head
+
+        loss = loss_cache = None
+        if targets is not None:
+            loss, loss_cache = layers.cross_entropy_forward(logits, targets)
+        self._cache = (emb_cache, emb_drop, block_caches, lnf, head, loss_cache)
+        return logits, loss
+
+    def backward(self, dloss: float = 1.0):
+        """Add d(loss)/d(params) of the last forward() into self.grads (+=, never =), so
+        gradients of several micro-batches accumulate. Call zero_grad() to start afresh."""
+        if self._cache is None:
+            raise ValueError("backward() needs a forward() first (and each forward allows one backward)")
+        emb_cache, emb_drop, block_caches, lnf, head, loss_cache = self._cache
+        if loss_cache is None:
+            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets")
+        self._cache = None  # free the activations; a second backward would be a bug
+        g = self.grads
+
+        (dlogits,) = layers.cross_entropy_backward(dloss, loss_cache)
+        dx, dhead, _ = layers.linear_backward(dlogits, head)
+        g["wte.weight"] += dhead.T  # the head is wte transposed
+        dx = self._accumulate(layers.layernorm_backward(dx, lnf), "ln_f")
+        for i in reversed(range(self.config.n_layer)):
+            h = f"h.{i}."
+            ln1, attn, attn_drop, ln2, mlp, mlp_drop = block_caches[i]
+            # x = x + mlp(...): the residual passes dx straight through and adds the branch's
+            (dm,) = layers.dropout_backward(dx, mlp_drop)
+            dm = self._accumulate(layers.mlp_backward(dm, mlp), h + "mlp.c_fc", h + "mlp.c_proj")
+            dx = dx + self._accumulate(layers.layernorm_backward(dm, ln2), h + "ln_2")
+            (da,) = layers.dropout_backward(dx, attn_drop)
+            da = self._accumulate(layers.attention_backward(da, attn), h + "attn.c_attn", h + "attn.c_proj")
+            dx = dx + self._accumulate(layers.layernorm_backward(da, ln1), h + "ln_1")
+        (dx,) = layers.dropout_backward(dx, emb_drop)
+        dwte, dwpe = layers.embedding_backward(dx, emb_cache)
+        g["wte.weight"] += dwte
+        g["wpe.weight"] += dwpe
+
+    def _accumulate(self, gradients, *prefixes):
+        """gradients = (dx, dweight, dbias, dweight, dbias, ...) from a layer backward: add
+        each parameter gradient into self.grads under its prefix (a None bias gradient means
+        the model has no biases); return dx."""
+        dx, *dparams = gradients
+        names = [prefix + suffix for prefix in prefixes for suffix in (".weight", ".bias")]
+        for name, grad in zip(names, dparams, strict=True):
+            if grad is not None:
+                self.grads[name] += grad
+        return dx
+
+    def _check_inputs(self, idx, targets):
+        """Turn bad input into a ValueError that names the problem, before any maths runs."""
+        idx = np.asarray(idx)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+        if idx.ndim != 2:
+            raise ValueError(f"idx must have shape (B, T), got shape {idx.shape}")
+        B, T = idx.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"idx must not be empty, got shape {idx.shape}")
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length T={T} exceeds block_size={self.config.block_size}")
+        V = self.config.vocab_size
+        if idx.min() < 0 or idx.max() >= V:
+            bad = idx[(idx < 0) | (idx >= V)]
+            raise ValueError(f"token ids must be in [0, {V}); found {bad[:5].tolist()}")
+        if targets is None:
+            return idx, None
+        targets = np.asarray(targets)
+        if not np.issubdtype(targets.dtype, np.integer):
+            raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets shape {targets.shape} must equal idx shape {idx.shape}")
+        counted = targets[targets != -100]
+        if counted.size and (counted.min() < 0 or counted.max() >= V):
+            bad = counted[(counted < 0) | (counted >= V)]
+            raise ValueError(f"targets must be in [0, {V}) or -100 (ignored); found {bad[:5].tolist()}")
+        return idx, targets.astype(np.int64, copy=False)

@@ -1,0 +1,107 @@
+"""The same GPT in PyTorch, as an oracle: autograd checks our hand-written gradients, and
+the benchmark times it against minigpt. Parameter names and layouts are Hugging Face
+GPT-2's, as in minigpt.model, so weights move between the two by name.
+
+torch is an optional dependency: import this module only where torch is installed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: weight stored (in, out), y = x @ weight + bias."""
+
+    def __init__(self, n_in, n_out, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+
+    def forward(self, x):
+        y = x @ self.weight
+        return y if self.bias is None else y + self.bias
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.dropout = config.n_head, config.dropout
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd, config.bias)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd, config.bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dropout = config.dropout
+        self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd, config.bias)
+        self.c_proj = Conv1D(4 * config.n_embd, config.n_embd, config.bias)
+
+    def forward(self, x):
+        h = F.gelu(self.c_fc(x), approximate="tanh")
+        return F.dropout(self.c_proj(h), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = Attention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TorchGPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        for name, p in self.named_parameters():  # GPT-2 initialisation, as minigpt.model
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * config.n_layer))
+            elif p.dim() == 2:
+                nn.init.normal_(p, 0.0, 0.02)
+
+    def forward(self, idx, targets=None):
+        T = idx.shape[1]
+        x = F.dropout(self.wte(idx) + self.wpe.weight[:T], self.config.dropout, self.training)
+        for block in self.h:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.weight.T  # tied head
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return logits, loss
+
+
+def from_minigpt(model) -> TorchGPT:
+    """A TorchGPT with the same config, dtype and weights as a minigpt GPT."""
+    dtype = torch.float64 if model.dtype == np.float64 else torch.float32
+    torch_model = TorchGPT(model.config).to(dtype)
+    with torch.no_grad():
+        for name, p in torch_model.named_parameters():
+            p.copy_(torch.from_numpy(model.params[name]))
+    return torch_model

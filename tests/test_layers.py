@@ -1,0 +1,87 @@
+"""Every layer's backward pass against central finite differences in float64, on both
+kernel backends, plus the failure modes of the checker itself."""
+
+import numpy as np
+import pytest
+
+from minigpt import kernels, layers
+from minigpt.gradcheck import check_layer, layer_cases, numerical_gradient, rel_error
+
+CASE_NAMES = [case[0] for case in layer_cases(np.random.default_rng(0))]
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_layer_backward_matches_finite_differences(name, backend):
+    case = next(c for c in layer_cases(np.random.default_rng(0)) if c[0] == name)
+    _, forward, backward, args, kwargs = case
+    with kernels.using(backend):
+        errors = check_layer(forward, backward, *args, **kwargs)
+    assert errors, "no gradient was checked"
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_layers_without_bias():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 6))
+    errors = check_layer(layers.linear_forward, layers.linear_backward, x, rng.standard_normal((6, 4)), None)
+    assert max(errors.values()) < 1e-7
+    out, cache = layers.layernorm_forward(x, rng.standard_normal(6), None)
+    dx, dweight, dbias = layers.layernorm_backward(np.ones_like(out), cache)
+    assert dbias is None and dweight.shape == (6,)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """The checker must fail a backward pass that is subtly wrong (here: GELU's derivative
+    without the tanh' term, a classic slip)."""
+
+    def wrong_gelu_backward(dout, x):
+        t = np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))
+        return (dout * 0.5 * (1 + t),)
+
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    errors = check_layer(layers.gelu_forward, wrong_gelu_backward, x)
+    assert errors["arg0"] > 1e-3
+
+
+def test_check_layer_refuses_float32():
+    x = np.ones((2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="float64"):
+        check_layer(layers.gelu_forward, layers.gelu_backward, x)
+
+
+def test_numerical_gradient_of_known_function():
+    x = np.array([0.5, -1.0, 2.0])
+    grad = numerical_gradient(lambda: np.sum(x**3), x)
+    np.testing.assert_allclose(grad, 3 * x**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, [0.5, -1.0, 2.0])  # restored after nudging
+
+
+def test_rel_error():
+    assert rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert rel_error([0.0], [0.0]) == 0.0
+    assert rel_error([1.0, 0.0], [1.1, 0.0]) == pytest.approx(0.1 / 2.1)
+    with pytest.raises(ValueError, match="shapes"):
+        rel_error(np.ones(2), np.ones(3))
+
+
+def test_dropout_mask_statistics():
+    rng = np.random.default_rng(0)
+    mask = layers.dropout_mask((200, 500), 0.25, rng, np.dtype(np.float32))
+    assert mask.dtype == np.float32
+    assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((mask == 0).mean() - 0.25) < 0.01
+    assert abs(mask.mean() - 1.0) < 0.02  # inverted dropout keeps the expectation
+    assert layers.dropout_mask((3,), 0.0, rng, np.dtype(np.float32)) is None
+
+
+def test_cross_entropy_ignores_targets_and_averages_over_the_rest():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((2, 3, 5))
+    targets = np.array([[1, -100, 4], [0, 2, -100]])
+    loss, cache = layers.cross_entropy_forward(logits, targets)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.mean([log_probs[0, 0, 1], log_probs[0, 2, 4], log_probs[1, 0, 0], log_probs[1, 1, 2]])
+    assert loss == pytest.approx(expected, rel=1e-12)
+    (dlogits,) = layers.cross_entropy_backward(1.0, cache)
+    assert np.all(dlogits[0, 1] == 0) and np.all(dlogits[1, 2] == 0)

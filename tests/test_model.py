@@ -1,0 +1,193 @@
+"""The whole GPT: gradients, accumulation, the flat buffer, tied weights, and bad input."""
+
+import numpy as np
+import pytest
+
+from minigpt import GPT, GPTConfig, kernels
+from minigpt.gradcheck import check_model, tiny_model_case
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_whole_model_gradient_matches_finite_differences(backend):
+    """2 layers, 2 heads, n_embd 12, vocab 11, T 5, dropout on with fixed masks, some
+    targets -100, tied head: every parameter's gradient within 1e-6."""
+    model, idx, targets = tiny_model_case()
+    assert model.config.dropout > 0 and (targets == -100).any()
+    with kernels.using(backend):
+        errors = check_model(model, idx, targets)
+    assert set(errors) == set(model.params)
+    assert max(errors.values()) < 1e-6, sorted(errors.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    model, idx, targets = tiny_model_case()
+    losses = {model.forward(idx, targets)[1] for _ in range(3)}
+    assert len(losses) == 3  # a fresh mask every forward
+    model.eval()
+    assert len({model.forward(idx, targets)[1] for _ in range(3)}) == 1
+
+
+def test_bias_free_model_trains_its_gradients():
+    config = GPTConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2, n_embd=8, bias=False)
+    model = GPT(config, seed=0, dtype=np.float64)
+    assert not any(name.endswith(".bias") for name in model.params)
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 11, (2, 6)), rng.integers(0, 11, (2, 6))
+    errors = check_model(model, idx, targets)
+    assert max(errors.values()) < 1e-6
+
+
+def test_gradient_accumulation_over_half_batches_equals_full_batch():
+    config = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(config, seed=1, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, 13, (4, 8)), rng.integers(0, 13, (4, 8))
+    model.forward(idx, targets)
+    model.backward()
+    full = model.flat_grads.copy()
+    model.zero_grad()
+    for half in (slice(0, 2), slice(2, 4)):
+        model.forward(idx[half], targets[half])
+        model.backward(0.5)  # each half's mean loss counts for half of the full mean
+    np.testing.assert_allclose(model.flat_grads, full, rtol=1e-10, atol=1e-14)
+    assert np.abs(full).max() > 0
+
+
+def test_backward_accumulates_with_plus_equals():
+    config = GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4)
+    model = GPT(config, seed=0, dtype=np.float64)
+    idx = np.array([[1, 2, 3, 4]])
+    model.forward(idx, idx)
+    model.backward()
+    once = model.flat_grads.copy()
+    model.forward(idx, idx)
+    model.backward()
+    np.testing.assert_allclose(model.flat_grads, 2 * once, rtol=1e-12)
+
+
+def test_parameters_are_views_of_one_flat_buffer_with_hf_names():
+    config = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=8)
+    model = GPT(config)
+    C = 8
+    expected = {
+        "wte.weight": (50, C), "wpe.weight": (16, C), "ln_f.weight": (C,), "ln_f.bias": (C,),
+        "h.1.ln_1.weight": (C,), "h.1.attn.c_attn.weight": (C, 3 * C), "h.1.attn.c_attn.bias": (3 * C,),
+        "h.1.attn.c_proj.weight": (C, C), "h.1.mlp.c_fc.weight": (C, 4 * C),
+        "h.1.mlp.c_proj.weight": (4 * C, C), "h.1.mlp.c_proj.bias": (C,),
+    }  # fmt: skip
+    for name, shape in expected.items():
+        assert model.params[name].shape == shape
+        assert np.shares_memory(model.params[name], model.flat_params)
+        assert np.shares_memory(model.grads[name], model.flat_grads)
+    assert not any("lm_head" in name for name in model.params)
+    assert sum(p.size for p in model.params.values()) == model.num_params() == model.flat_params.size
+    model.flat_params[model.param_slices["wte.weight"]] = 0.5  # writing the buffer writes the view
+    assert np.all(model.params["wte.weight"] == 0.5)
+
+
+def test_head_is_tied_to_token_embedding():
+    config = GPTConfig(vocab_size=9, block_size=4, n_layer=1, n_head=1, n_embd=4)
+    model = GPT(config, dtype=np.float64).eval()
+    idx = np.array([[0, 1, 2]])
+    before, _ = model.forward(idx)
+    model.params["wte.weight"][5] += 1.0  # token 5 is not in the input: only the head sees it
+    after, _ = model.forward(idx)
+    changed = np.abs(after - before).max(axis=(0, 1)) > 0
+    assert changed[5] and changed.sum() == 1
+
+
+def test_gpt2_initialisation():
+    config = GPTConfig(vocab_size=500, block_size=64, n_layer=4, n_head=4, n_embd=64)
+    model = GPT(config, seed=0)
+    p = model.params
+    assert abs(p["wte.weight"].std() - 0.02) < 0.001
+    assert abs(p["h.0.mlp.c_proj.weight"].std() - 0.02 / np.sqrt(8)) < 0.0005
+    assert np.all(p["h.0.ln_1.weight"] == 1) and np.all(p["h.0.attn.c_attn.bias"] == 0)
+    assert not np.array_equal(GPT(config, seed=1).flat_params, model.flat_params)
+    np.testing.assert_array_equal(GPT(config, seed=0).flat_params, model.flat_params)
+
+
+def test_dtype_is_kept_throughout():
+    config = GPTConfig(vocab_size=9, block_size=4, n_layer=1, n_head=1, n_embd=4)
+    for dtype in (np.float32, np.float64):
+        model = GPT(config, dtype=dtype)
+        logits, loss = model.forward(np.array([[1, 2]]), np.array([[2, 3]]))
+        model.backward()
+        assert logits.dtype == dtype and np.asarray(loss).dtype == dtype and model.flat_grads.dtype == dtype
+
+
+def test_initial_loss_is_near_log_vocab():
+    config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    model = GPT(config, seed=0)
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 65, (4, 32)), rng.integers(0, 65, (4, 32))
+    _, loss = model.forward(idx, targets)
+    assert abs(loss - np.log(65)) < 0.1  # small init: close to a uniform guess
+
+
+def test_flops_per_token_estimate():
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    model = GPT(config)
+    n = model.num_params() - 64 * 128
+    assert model.flops_per_token() == 6 * n + 12 * 4 * 128 * 64
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+SMALL = dict(vocab_size=10, block_size=4, n_layer=1, n_head=2, n_embd=8)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"n_embd": 10, "n_head": 3}, "divisible by n_head"), ({"n_layer": 0}, "n_layer"),
+     ({"dropout": 1.0}, "dropout"), ({"vocab_size": 2.5}, "vocab_size")],
+)  # fmt: skip
+def test_bad_config_is_a_clear_error(change, message):
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**{**SMALL, **change})
+
+
+@pytest.mark.parametrize(
+    "idx, targets, message",
+    [
+        (np.zeros((1, 5), dtype=int), None, "exceeds block_size"),
+        (np.array([[1, 10]]), None, r"\[0, 10\)"),
+        (np.array([[-1, 2]]), None, r"\[0, 10\)"),
+        (np.array([[1.0, 2.0]]), None, "integer"),
+        (np.array([1, 2]), None, r"shape \(B, T\)"),
+        (np.array([[1, 2]]), np.array([[1, 2, 3]]), "targets shape"),
+        (np.array([[1, 2]]), np.array([[1, 12]]), "targets must be in"),
+        (np.array([[1, 2]]), np.array([[1.0, 2.0]]), "targets must hold integer"),
+    ],
+)
+def test_bad_input_is_a_clear_error(idx, targets, message):
+    model = GPT(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match=message):
+        model.forward(idx, targets)
+
+
+def test_backward_before_forward_and_twice_are_clear_errors():
+    model = GPT(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match="forward"):
+        model.backward()
+    model.forward(np.array([[1, 2]]))
+    with pytest.raises(ValueError, match="targets"):
+        model.backward()
+    model.forward(np.array([[1, 2]]), np.array([[2, 3]]))
+    model.backward()
+    with pytest.raises(ValueError, match="forward"):
+        model.backward()
+
+
+def test_load_params_checks_names_and_shapes():
+    model = GPT(GPTConfig(**SMALL))
+    other = GPT(GPTConfig(**SMALL), seed=5)
+    model.load_params(other.params)
+    np.testing.assert_array_equal(model.flat_params, other.flat_params)
+    bad = dict(other.params)
+    bad["wte.weight"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="wte.weight"):
+        model.load_params(bad)
+    del bad["wte.weight"]
+    with pytest.raises(ValueError, match="missing"):
+        model.load_params(bad)
