@@ -13,6 +13,13 @@ import importlib
 import os
 
 BACKENDS = ("numpy", "numba")
+# Numba's parallel kernels run on OpenMP threads, and OpenMP threads spin while they wait
+# for work by default. On a 2-core machine they then steal the cores OpenBLAS needs for the
+# next matmul, and a training step runs 5x slower. Waiting passively (sleeping) costs
+# nothing measurable here. Set before Numba first starts its threads; a user's own
+# OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 _MODULES = {"numpy": "minigpt.kernels.reference", "numba": "minigpt.kernels.numba_kernels"}
 _active = None
 

@@ -84,14 +84,14 @@ def layernorm_backward(dout, x, weight, mean, rstd):
 
 def gelu_forward(x):
     """gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)."""
-    u = GELU_COEFF * (x + 0.044715 * x**3)
+    u = GELU_COEFF * (x + 0.044715 * x * x * x)  # x*x*x: float32 x**3 goes through slow powf
     return 0.5 * x * (1.0 + np.tanh(u))
 
 
 def gelu_backward(dy, x):
     """d gelu/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx,
     du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    u = GELU_COEFF * (x + 0.044715 * x**3)
+    u = GELU_COEFF * (x + 0.044715 * x * x * x)  # x*x*x: float32 x**3 goes through slow powf
     t = np.tanh(u)
     du_dx = GELU_COEFF * (1.0 + 3.0 * 0.044715 * x * x)
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)

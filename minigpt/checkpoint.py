@@ -1,0 +1,222 @@
+"""Checkpoints: everything needed to sample from a model or to continue training it exactly.
+
+A checkpoint is three files in OUT_DIR, none of them a pickle:
+
+    model.safetensors       the weights, under Hugging Face GPT-2 names (wte stored once:
+                            the LM head is tied to it)
+    optimizer.safetensors   AdamW's moments m and v (flat, like the parameter buffer)
+    state.json              the rest, readable by eye: model config and dtype, tokenizer,
+                            iteration, best val loss, training config, optimizer numbers,
+                            RNG states, and the sha256 of the two tensor files
+
+Saving must never leave a broken checkpoint, even if the process is killed half-way.
+Three files cannot be renamed at once, so a save is written ahead and committed by one
+rename, as databases do:
+
+    1. write the three files into OUT_DIR/.checkpoint-saving/     (the old ones untouched)
+    2. rename that folder to OUT_DIR/.checkpoint-commit/          (the commit: atomic)
+    3. move each file into OUT_DIR (os.replace, atomic per file), remove the folder
+
+A kill before step 2 leaves the old checkpoint as it was (the half-written folder is
+ignored and cleared by the next save). A kill during step 3 leaves a complete new set
+split between the commit folder and OUT_DIR; loading prefers the commit folder's files,
+and the next save finishes the move first. Either way one complete checkpoint loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+FILES = (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE)
+SAVING_DIR = ".checkpoint-saving"
+COMMIT_DIR = ".checkpoint-commit"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated, corrupt or does not fit what it is loaded into."""
+
+
+# --- saving ------------------------------------------------------------------------------
+
+
+def save_checkpoint(out_dir, model, optimizer=None, tokenizer=None, **state) -> None:
+    """Save model (and optimizer, tokenizer) plus JSON-able `state` into out_dir, atomically.
+
+    state: whatever else the caller needs back, e.g. iteration=, best_val_loss=,
+    train_config=, rng={"data": generator.bit_generator.state, ...}. The model's dropout
+    generator is saved too, as state["rng"]["model"]."""
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _finish_commit(out_dir)  # a save killed during step 3 is completed first
+    saving = out_dir / SAVING_DIR
+    shutil.rmtree(saving, ignore_errors=True)  # a save killed before its commit: discard it
+    saving.mkdir()
+
+    # 1. write ahead
+    weights = {name: np.ascontiguousarray(p) for name, p in model.params.items()}
+    save_file(weights, str(saving / MODEL_FILE), metadata={"format": "minigpt-gpt2"})
+    optimizer_numbers = None
+    if optimizer is not None:
+        arrays, optimizer_numbers = optimizer.state_dict()
+        save_file({k: np.ascontiguousarray(a) for k, a in arrays.items()}, str(saving / OPTIMIZER_FILE))
+    rng = dict(state.pop("rng", {}) or {})
+    rng["model"] = model.rng.bit_generator.state
+    record = {
+        "format_version": FORMAT_VERSION,
+        "model_config": dataclasses.asdict(model.config),
+        "dtype": model.dtype.name,
+        "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
+        "optimizer": optimizer_numbers,
+        "rng": rng,
+        **state,
+        "sha256": {name: _sha256(saving / name) for name in (MODEL_FILE, OPTIMIZER_FILE)
+                   if (saving / name).exists()},
+    }
+    _write_json(saving / STATE_FILE, record)
+    for name in os.listdir(saving):
+        _fsync_file(saving / name)
+    _fsync_dir(saving)
+
+    # 2. commit, 3. move into place
+    os.replace(saving, out_dir / COMMIT_DIR)
+    _fsync_dir(out_dir)
+    _finish_commit(out_dir)
+    if optimizer is None:  # a stale optimizer file from an older save must not be paired with this one
+        (out_dir / OPTIMIZER_FILE).unlink(missing_ok=True)
+
+
+def _finish_commit(out_dir: Path) -> None:
+    commit = out_dir / COMMIT_DIR
+    if not commit.is_dir():
+        return
+    for name in FILES:
+        if (commit / name).exists():
+            os.replace(commit / name, out_dir / name)
+    _fsync_dir(out_dir)
+    shutil.rmtree(commit)
+
+
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, allow_nan=True)
+        f.write("\n")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the renames themselves durable on POSIX; Windows cannot open a folder.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def checkpoint_exists(out_dir) -> bool:
+    return _path(Path(out_dir), STATE_FILE).exists()
+
+
+def _path(out_dir: Path, name: str) -> Path:
+    """Where the newest committed copy of a file is (see the module docstring)."""
+    committed = out_dir / COMMIT_DIR / name
+    return committed if committed.exists() else out_dir / name
+
+
+def load_state(out_dir) -> dict:
+    """The checked contents of state.json (tensor files verified against their sha256)."""
+    out_dir = Path(out_dir)
+    path = _path(out_dir, STATE_FILE)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint in {out_dir}: {STATE_FILE} is missing")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
+    required = ("format_version", "model_config", "dtype", "tokenizer", "sha256")
+    if not isinstance(state, dict) or any(key not in state for key in required):
+        raise CheckpointError(f"{path} is not a minigpt checkpoint (needs keys {', '.join(required)})")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {state['format_version']}, expected {FORMAT_VERSION}")
+    for name, digest in state["sha256"].items():
+        tensor_path = _path(out_dir, name)
+        if not tensor_path.exists():
+            raise CheckpointError(f"checkpoint in {out_dir} is incomplete: {name} is missing")
+        if _sha256(tensor_path) != digest:
+            raise CheckpointError(
+                f"{tensor_path} is truncated, corrupt or from another save (its sha256 does not "
+                f"match the one recorded in {STATE_FILE})"
+            )
+    return state
+
+
+def _read_tensors(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def load_model(out_dir):
+    """(model, tokenizer, state) from the checkpoint in out_dir, ready to sample from.
+
+    The model is in eval mode with its saved dropout generator; state is state.json's dict."""
+    from minigpt.data import tokenizer_from_dict
+    from minigpt.model import GPT, GPTConfig
+
+    out_dir = Path(out_dir)
+    state = load_state(out_dir)
+    try:
+        config = GPTConfig(**state["model_config"])
+        model = GPT(config, dtype=np.dtype(state["dtype"]))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{out_dir}/{STATE_FILE} has an invalid model config ({err})") from None
+    weights = _read_tensors(_path(out_dir, MODEL_FILE))
+    try:
+        model.load_params(weights)
+    except ValueError as err:
+        raise CheckpointError(f"{out_dir}/{MODEL_FILE} does not fit its config: {err}") from None
+    if "model" in state.get("rng", {}):
+        model.rng.bit_generator.state = state["rng"]["model"]
+    tokenizer = tokenizer_from_dict(state["tokenizer"]) if state["tokenizer"] is not None else None
+    return model.eval(), tokenizer, state
+
+
+def load_optimizer_state(out_dir, optimizer, state: dict) -> None:
+    """Restore AdamW's moments and numbers saved next to the model."""
+    out_dir = Path(out_dir)
+    if state.get("optimizer") is None or OPTIMIZER_FILE not in state["sha256"]:
+        raise CheckpointError(f"the checkpoint in {out_dir} has no optimizer state to resume from")
+    arrays = _read_tensors(_path(out_dir, OPTIMIZER_FILE))
+    try:
+        optimizer.load_state_dict(arrays, state["optimizer"])
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{out_dir}/{OPTIMIZER_FILE} does not fit the model: {err}") from None

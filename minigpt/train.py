@@ -1,0 +1,603 @@
+"""The training loop: `python -m minigpt train`, or `train(TrainConfig(...))` from Python.
+
+One obvious loop, nanoGPT-style, with the helpers it needs defined just above it:
+
+    for it in 0 .. max_iters:
+        every eval_interval iterations (and at the end): estimate train/val loss,
+            append a line to metrics.jsonl, save a checkpoint
+        x, y = a random batch               (grad_accum micro-batches, gradients summed)
+        loss = model.forward(x, y); model.backward()
+        clip the gradient norm; AdamW step with this iteration's learning rate
+
+The default configuration is nanoGPT's CPU recipe for Tiny Shakespeare at character
+level (the preset "shakespeare-char"); every field can be changed by a flag, or in Python:
+
+    from minigpt.train import TrainConfig, train
+    result = train(TrainConfig(max_iters=500, out_dir="out/short"))
+    result.metrics[-1]["val_loss"], result.sample, result.model
+
+Exact resumption: a checkpoint holds the weights, AdamW's moments and step, and the
+states of the two random generators that training consumes (batches and dropout).
+Evaluation draws no random numbers during training (its batches are drawn once, from
+a generator of their own), so 100 + resume + 100 iterations replay the same arithmetic
+as 200 in one go and end with bit-equal weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minigpt import checkpoint, data
+from minigpt.optim import AdamW, clip_grad_norm, lr_at
+
+# Random streams, each its own generator seeded by (seed, stream), so that drawing more
+# from one (say, more eval batches) never shifts another. The model's dropout generator
+# is made by GPT itself from (seed, 1).
+BATCH_STREAM, EVAL_STREAM, SAMPLE_STREAM = 2, 3, 4
+DEFAULT_BPE_VOCAB = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. The defaults are the shakespeare-char preset."""
+
+    data: str | None = None  # corpus name or text file; None: shakespeare, else pydocs (offline)
+    tokenizer: str = "char"  # "char", "bpe" (trains a 1024-token BPE first) or "bpe:PATH"
+    out_dir: str = "out/shakespeare-char"
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    dtype: str = "float32"
+    # optimisation
+    batch_size: int = 12
+    grad_accum: int = 1  # micro-batches per step; each step sees batch_size * grad_accum sequences
+    max_iters: int = 2000
+    lr_decay_iters: int | None = None  # None: max_iters
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0: no clipping
+    # evaluation, output
+    eval_interval: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    resume: bool = False
+    sample_tokens: int = 200  # length of the sample printed at the end (0: none)
+    progress: bool = True  # the tqdm progress bar
+
+    def validate(self) -> None:
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
+                    "eval_interval", "eval_iters")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_iters", "warmup_iters", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
+            raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be >= warmup_iters ({self.warmup_iters})")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if not (self.tokenizer in ("char", "bpe") or self.tokenizer.startswith("bpe:")):
+            raise ValueError(f"tokenizer must be 'char', 'bpe' or 'bpe:PATH', got {self.tokenizer!r}")
+
+
+PRESETS = {"shakespeare-char": TrainConfig()}
+
+# Fields that may change when a run is resumed: how long to go on and what to report.
+# Any other difference between the flags and the checkpoint is an error, since it would
+# silently make a different run than the one being continued.
+RESUMABLE_FIELDS = {"out_dir", "max_iters", "eval_iters", "eval_interval", "resume",
+                    "sample_tokens", "progress"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    model: object
+    tokenizer: object
+    config: TrainConfig
+    metrics: list[dict]  # the rows written to metrics.jsonl by this call
+    train_losses: list[float]  # the loss of every iteration run by this call
+    iterations: int  # optimizer steps done in total (including those before a resume)
+    best_val_loss: float
+    interrupted: bool = False
+    sample: str | None = None
+    tokens_per_sec: float = float("nan")  # training tokens per second of optimizer steps
+    elapsed_s: float = 0.0
+    full_val_loss: float = float("nan")  # over the whole validation split, at the end
+    out_dir: Path = field(default_factory=Path)
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.metrics[-1]["val_loss"] if self.metrics else float("nan")
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def load_corpus(name: str | None, log=print) -> tuple[str, str]:
+    """(text, name): name None means Tiny Shakespeare, or the offline pydocs if it cannot be had."""
+    from minigpt.files import DataUnavailable
+
+    if name is not None:
+        try:
+            return data.load_text(name), name
+        except DataUnavailable as err:
+            raise DataUnavailable(f"cannot get the {name} corpus: {err}") from None
+    try:
+        return data.load_text("shakespeare"), "shakespeare"
+    except DataUnavailable:
+        log("Tiny Shakespeare is not available (offline and not cached), so training on the "
+            "Python documentation (pydocs) instead.")
+        return data.load_text("pydocs"), "pydocs"
+
+
+def make_tokenizer(spec: str, text: str, log=print):
+    """The tokenizer named by --tokenizer, trained on the training part of `text` if needed."""
+    if spec == "char":
+        return data.CharTokenizer.from_text(text)
+    from minigpt.tokenizer import Tokenizer  # the BPE package; imported only when used
+
+    if spec == "bpe":
+        train_text = text[: int(len(text) * (1 - data.VAL_FRACTION))]  # never peek at val
+        log(f"training a {DEFAULT_BPE_VOCAB}-token BPE tokenizer on {len(train_text):,} characters ...")
+        return Tokenizer.train(train_text, DEFAULT_BPE_VOCAB)
+    return Tokenizer.load(spec.removeprefix("bpe:"))
+
+
+def make_eval_batches(tokens, config: TrainConfig) -> list:
+    """config.eval_iters fixed batches of a split, drawn once from the eval stream.
+
+    The same batches at every evaluation make successive estimates comparable (their
+    differences are the model's, not the sample's), and evaluating consumes no random
+    numbers of the training streams."""
+    rng = np.random.default_rng([config.seed, EVAL_STREAM])
+    return [data.get_batch(tokens, config.batch_size, config.block_size, rng) for _ in range(config.eval_iters)]
+
+
+# --- one step, one evaluation ------------------------------------------------------------
+
+
+def estimate_loss(model, batches) -> float:
+    """Mean loss over the batches, without dropout and without touching gradients."""
+    was_training = model.training
+    model.eval()
+    try:
+        return float(np.mean([model.forward(x, y)[1] for x, y in batches]))
+    finally:
+        model.train() if was_training else model.eval()
+
+
+def split_loss(model, tokens, block_size: int, batch_size: int = 64, max_tokens: int = 2**18) -> float:
+    """The mean loss over a whole split (up to its first max_tokens), in non-overlapping
+    windows: no sampling noise, unlike the 20-batch estimates made during training.
+    Reported once, at the end, as the run's definitive validation loss."""
+    T = block_size
+    n = (min(len(tokens), max_tokens) - 1) // T  # whole windows
+    if n == 0:
+        return float("nan")
+    x = tokens[: n * T].reshape(n, T).astype(np.int64)  # (n, T)
+    y = tokens[1: n * T + 1].reshape(n, T).astype(np.int64)  # (n, T), shifted by one
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    was_training = model.training
+    model.eval()
+    try:  # weight each batch by its size: the last one may be short
+        return float(sum(model.forward(bx, by)[1] * len(bx) for bx, by in batches) / n)
+    finally:
+        model.train() if was_training else model.eval()
+
+
+def train_step(model, optimizer, batches, lr: float, grad_clip: float) -> tuple[float, float]:
+    """One optimizer step on a list of micro-batches; returns (mean loss, gradient norm).
+
+    backward() adds into the gradients, so the micro-batches accumulate for free; each is
+    scaled by 1/len(batches) (dloss), making the sum the gradient of the mean loss over
+    all of them, the same as one big batch. Nothing is updated if a loss or the gradient
+    norm is not finite: the caller sees it and stops."""
+    model.zero_grad()
+    losses = []
+    for x, y in batches:
+        _, loss = model.forward(x, y)
+        losses.append(loss)
+        if not math.isfinite(loss):
+            return float(loss), float("nan")
+        model.backward(1.0 / len(batches))
+    norm = clip_grad_norm(model.flat_grads, grad_clip)
+    if math.isfinite(norm):
+        optimizer.step(lr)
+    return float(np.mean(losses)), norm
+
+
+# --- resuming -------------------------------------------------------------------------
+
+
+def resolve_resume_config(config: TrainConfig, saved: dict) -> TrainConfig:
+    """The config to continue with: the checkpoint's, with config's resumable fields.
+
+    Fields left open (data None, lr_decay_iters None) take the checkpoint's values; any
+    other field that differs from the checkpoint is an error naming each difference."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: v for k, v in saved.items() if k in known}
+    wanted = dataclasses.asdict(config)
+    for open_field in ("data", "lr_decay_iters"):
+        if wanted[open_field] is None:
+            wanted[open_field] = saved.get(open_field)
+    differing = [
+        f"{name}: checkpoint {saved[name]!r}, now {wanted[name]!r}"
+        for name in sorted(saved)
+        if name not in RESUMABLE_FIELDS and wanted[name] != saved[name]
+    ]
+    if differing:
+        raise checkpoint.CheckpointError(
+            f"cannot resume from {config.out_dir}: the checkpoint was trained with a different "
+            f"configuration ({'; '.join(differing)}). Drop those flags to continue it, or "
+            f"train into another --out-dir."
+        )
+    return TrainConfig(**{**saved, **{k: wanted[k] for k in RESUMABLE_FIELDS}})
+
+
+@contextlib.contextmanager
+def stop_at_iteration_end():
+    """Turn the first Ctrl-C into a request to stop once the current iteration is done.
+
+    A KeyboardInterrupt in the middle of an update would leave the parameters half
+    updated; a flag checked between iterations lets the loop save a consistent
+    checkpoint. A second Ctrl-C interrupts at once. (Signals can only be handled on the
+    main thread; elsewhere Ctrl-C behaves as usual.)"""
+    requested = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum, frame):
+        if requested["stop"]:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+# --- setting up a run --------------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    """What the loop works on: built fresh, or restored from a checkpoint to continue."""
+
+    config: TrainConfig  # with data and lr_decay_iters resolved
+    tokenizer: object
+    model: object
+    optimizer: AdamW
+    batch_rng: np.random.Generator  # draws the training batches
+    train_tokens: np.ndarray  # (N_train,)
+    val_tokens: np.ndarray  # (N_val,)
+    iteration: int = 0  # optimizer steps done
+    best_val_loss: float = math.inf
+    elapsed_before: float = 0.0  # seconds spent by the runs this one continues
+    resumed: bool = False
+
+
+def prepare_run(config: TrainConfig, log=print) -> RunState:
+    """Load the data, build tokenizer, model and optimizer; with config.resume, restore
+    all of them (and the random generators) from the checkpoint in config.out_dir."""
+    from minigpt.model import GPT, GPTConfig
+
+    out_dir = Path(config.out_dir)
+    saved = checkpoint.load_state(out_dir) if config.resume else None
+    if saved is not None:
+        if not all(key in saved for key in ("train_config", "iteration")) or "batches" not in saved["rng"]:
+            raise checkpoint.CheckpointError(
+                f"the checkpoint in {out_dir} was not saved by training (it lacks the training "
+                f"state): it can be sampled from, but not resumed")
+        config = resolve_resume_config(config, saved["train_config"])
+    config.validate()
+
+    text, data_name = load_corpus(config.data, log)
+    decay_iters = config.max_iters if config.lr_decay_iters is None else config.lr_decay_iters
+    config = dataclasses.replace(config, data=data_name, lr_decay_iters=decay_iters)
+    if saved is not None:
+        tokenizer = data.tokenizer_from_dict(saved["tokenizer"])
+    else:
+        tokenizer = make_tokenizer(config.tokenizer, text, log)
+    tokens = data.encode_corpus(text, tokenizer)  # (N,) uint16/uint32
+    train_tokens, val_tokens = data.split_tokens(tokens)
+    data.check_enough_tokens(train_tokens, config.block_size, f"the training split of {data_name}")
+    data.check_enough_tokens(val_tokens, config.block_size, f"the validation split of {data_name}")
+
+    gpt_config = GPTConfig(tokenizer.vocab_size, config.block_size, config.n_layer, config.n_head,
+                           config.n_embd, dropout=config.dropout, bias=config.bias)
+    model = GPT(gpt_config, seed=config.seed, dtype=np.dtype(config.dtype))
+    optimizer = AdamW(model, lr=config.lr, betas=(config.beta1, config.beta2),
+                      weight_decay=config.weight_decay)
+    run = RunState(config, tokenizer, model, optimizer, np.random.default_rng([config.seed, BATCH_STREAM]),
+                   train_tokens, val_tokens)
+    if saved is not None:
+        loaded, _, _ = checkpoint.load_model(out_dir)
+        if loaded.config != gpt_config:
+            raise checkpoint.CheckpointError(f"{out_dir}: the saved model config does not match the run's")
+        model.flat_params[...] = loaded.flat_params
+        model.rng.bit_generator.state = saved["rng"]["model"]  # dropout masks continue
+        checkpoint.load_optimizer_state(out_dir, optimizer, saved)  # m, v and step
+        run.batch_rng.bit_generator.state = saved["rng"]["batches"]  # so do the batches
+        run.iteration = int(saved["iteration"])
+        run.best_val_loss = saved["best_val_loss"] if saved.get("best_val_loss") is not None else math.inf
+        run.elapsed_before = float(saved.get("elapsed_s", 0.0))
+        run.resumed = True
+    model.train()
+    return run
+
+
+def save_run(run: RunState, elapsed_s: float) -> None:
+    checkpoint.save_checkpoint(
+        run.config.out_dir, run.model, run.optimizer, run.tokenizer,
+        iteration=run.iteration,
+        best_val_loss=run.best_val_loss if math.isfinite(run.best_val_loss) else None,
+        train_config=dataclasses.asdict(run.config), elapsed_s=elapsed_s,
+        rng={"batches": run.batch_rng.bit_generator.state},
+    )
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainResult:
+    """Train (or, with config.resume, continue) a GPT as `config` says; see the module docstring.
+
+    on_step(it, loss, model) is called after every iteration and on_eval(row) after every
+    evaluation (e.g. to draw a live plot in a notebook). Raises TrainingDiverged on a
+    NaN/inf loss, after keeping the last good checkpoint as it was."""
+    from tqdm.auto import tqdm
+
+    run = prepare_run(config, log)
+    config, model = run.config, run.model
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
+    _restart_metrics(metrics_path, keep_until=run.iteration if run.resumed else None)
+    eval_batches = {"train": make_eval_batches(run.train_tokens, config),
+                    "val": make_eval_batches(run.val_tokens, config)}
+    if run.resumed:
+        log(f"resuming {out_dir} at iteration {run.iteration} of {config.max_iters}")
+    else:
+        log(f"training a {model.num_params():,}-parameter GPT on {config.data} ({len(run.train_tokens):,} "
+            f"training tokens, vocabulary {run.tokenizer.vocab_size}) into {out_dir}")
+
+    def lr_of(it):
+        return lr_at(it, config.warmup_iters, config.lr_decay_iters, config.lr, config.min_lr)
+
+    tokens_per_iter = config.batch_size * config.block_size * config.grad_accum
+    start_iter = run.iteration
+    last_saved = start_iter if run.resumed else None
+    metrics, train_losses = [], []
+    t_start = time.perf_counter()
+    train_time = window_time = 0.0  # seconds in optimizer steps: in total, since the last eval
+    window_iters = 0
+    interrupted = False
+    bar = tqdm(total=config.max_iters, initial=start_iter, disable=not config.progress, unit="it",
+               dynamic_ncols=True)
+    say = bar.write if config.progress else log  # printing through tqdm keeps the bar intact
+
+    def elapsed():
+        return run.elapsed_before + time.perf_counter() - t_start
+
+    def diverged(what, value):
+        kept = (f"the last good checkpoint (iteration {last_saved}) in {out_dir} was kept"
+                if last_saved is not None else "no checkpoint had been saved yet")
+        return TrainingDiverged(f"{what} became {value} at iteration {run.iteration}; training stopped "
+                                f"and {kept}. Try a lower --lr or a smaller --grad-clip.")
+
+    try:
+        with stop_at_iteration_end() as stop:
+            while True:
+                it = run.iteration
+                # evaluate and save: every eval_interval iterations and at the end (a resumed
+                # run has already done so at its first iteration)
+                if (it % config.eval_interval == 0 or it >= config.max_iters) and not (run.resumed and it == start_iter):
+                    losses = {split: estimate_loss(model, b) for split, b in eval_batches.items()}
+                    for split, value in losses.items():
+                        if not math.isfinite(value):
+                            raise diverged(f"the {split} loss", value)
+                    row = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
+                           "lr": lr_of(it),
+                           "tokens_per_sec": window_iters * tokens_per_iter / window_time if window_iters else None,
+                           "elapsed_s": elapsed()}
+                    window_time, window_iters = 0.0, 0
+                    metrics.append(row)
+                    with open(metrics_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+                    say(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    run.best_val_loss = min(run.best_val_loss, losses["val"])
+                    save_run(run, elapsed())
+                    last_saved = it
+                    if on_eval is not None:
+                        on_eval(row)
+                if it >= config.max_iters:
+                    break
+
+                # one optimizer step on grad_accum fresh batches
+                t0 = time.perf_counter()
+                lr = lr_of(it)
+                batches = [data.get_batch(run.train_tokens, config.batch_size, config.block_size, run.batch_rng)
+                           for _ in range(config.grad_accum)]
+                loss, norm = train_step(model, run.optimizer, batches, lr, config.grad_clip)
+                if not math.isfinite(loss):
+                    raise diverged("the training loss", loss)
+                if not math.isfinite(norm):
+                    raise diverged("the gradient norm", norm)
+                step_time = time.perf_counter() - t0
+                train_time += step_time
+                window_time += step_time
+                window_iters += 1
+                run.iteration += 1
+                train_losses.append(loss)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
+                                tok_s=f"{window_iters * tokens_per_iter / window_time:,.0f}", refresh=False)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(run.iteration, loss, model)
+                if stop["stop"]:  # Ctrl-C was pressed during this iteration: save and leave
+                    save_run(run, elapsed())
+                    interrupted = True
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C, mid-iteration: the state may be half updated
+        bar.close()
+        log(f"\ninterrupted during iteration {run.iteration}; not saved (the last checkpoint, "
+            f"iteration {last_saved}, is in {out_dir})")
+        raise
+    finally:
+        bar.close()
+
+    from minigpt import plots
+
+    if metrics_path.exists() and metrics_path.stat().st_size:
+        plots.plot_losses(metrics_path, out_dir / "loss.png")
+    steps = run.iteration - start_iter
+    result = TrainResult(model, run.tokenizer, config, metrics, train_losses, run.iteration, run.best_val_loss,
+                         interrupted=interrupted, elapsed_s=time.perf_counter() - t_start, out_dir=out_dir,
+                         tokens_per_sec=steps * tokens_per_iter / train_time if steps else float("nan"))
+    if interrupted:
+        log(f"interrupted: saved a checkpoint at iteration {run.iteration} in {out_dir}; "
+            f"continue with: python -m minigpt train --resume --out-dir {out_dir}")
+        return result
+    result.full_val_loss = split_loss(model, run.val_tokens, config.block_size, config.batch_size)
+    if metrics:
+        log(f"done: val loss {result.final_val_loss:.4f} at iteration {run.iteration} (best "
+            f"{run.best_val_loss:.4f}; over the whole validation split {result.full_val_loss:.4f}); "
+            f"{result.elapsed_s:.1f} s, {result.tokens_per_sec:,.0f} tokens/s")
+    if config.sample_tokens > 0:
+        result.sample = sample_text(model, run.tokenizer, config.sample_tokens, config.seed)
+        log("sample:\n" + result.sample)
+    return result
+
+
+def _restart_metrics(path: Path, keep_until: int | None) -> None:
+    """A fresh run starts an empty metrics.jsonl; a resumed one keeps the rows up to its start."""
+    if keep_until is None or not path.exists():
+        path.unlink(missing_ok=True)
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = []
+    for line in rows:
+        try:
+            if json.loads(line)["iter"] <= keep_until:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def sample_text(model, tokenizer, max_new_tokens: int, seed: int) -> str:
+    """A short sample from the trained model (temperature 1, top-k 40), starting at a newline."""
+    from minigpt.generate import generate
+
+    try:
+        prompt = tokenizer.encode("\n")
+    except ValueError:  # a character vocabulary without newlines
+        prompt = [0]
+    idx = np.asarray([prompt], dtype=np.int64)  # (1, T)
+    rng = np.random.default_rng([seed, SAMPLE_STREAM])
+    out = generate(model, idx, max_new_tokens, temperature=1.0, top_k=40, top_p=None, rng=rng)
+    return tokenizer.decode(out[0, idx.shape[1]:].tolist())
+
+
+# --- command line ------------------------------------------------------------------------
+
+# (field, type, help) for every flag that sets a TrainConfig field. Defaults are None so
+# that run() can tell a flag given on the command line from one left alone (on --resume,
+# only the flags given are compared with the checkpoint).
+FLAGS = [
+    ("data", str, "corpus: shakespeare, pydocs or a path to a text file (default: shakespeare, "
+                  "or pydocs when offline)"),
+    ("tokenizer", str, "char, bpe (train a 1024-token BPE on the training text) or bpe:PATH"),
+    ("out_dir", str, "where checkpoints, metrics.jsonl and loss.png go (default out/shakespeare-char)"),
+    ("n_layer", int, "transformer blocks (4)"),
+    ("n_head", int, "attention heads (4)"),
+    ("n_embd", int, "embedding width (128)"),
+    ("block_size", int, "context length in tokens (64)"),
+    ("dropout", float, "dropout probability (0.0)"),
+    ("dtype", str, "float32 or float64"),
+    ("batch_size", int, "sequences per micro-batch (12)"),
+    ("grad_accum", int, "micro-batches per optimizer step (1)"),
+    ("max_iters", int, "optimizer steps in total (2000)"),
+    ("lr_decay_iters", int, "iteration at which the cosine reaches min_lr (default max_iters)"),
+    ("lr", float, "peak learning rate (1e-3)"),
+    ("min_lr", float, "final learning rate (1e-4)"),
+    ("warmup_iters", int, "linear warm-up steps (100)"),
+    ("weight_decay", float, "AdamW decoupled weight decay on 2-D parameters (0.1)"),
+    ("beta1", float, "AdamW beta1 (0.9)"),
+    ("beta2", float, "AdamW beta2 (0.99)"),
+    ("grad_clip", float, "clip the global gradient norm to this (1.0; 0 = off)"),
+    ("eval_interval", int, "evaluate and save every this many steps (250)"),
+    ("eval_iters", int, "batches per loss estimate (20)"),
+    ("seed", int, "random seed (1337)"),
+    ("sample_tokens", int, "tokens to sample at the end (200; 0 = none)"),
+]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-char",
+                        help="starting configuration that the flags below change (shakespeare-char)")
+    for name, kind, help_text in FLAGS:
+        extra = {"choices": ["float32", "float64"]} if name == "dtype" else {}
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                            help=help_text, **extra)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run saved in --out-dir exactly where it stopped")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar (e.g. in logs)")
+
+
+def run(args) -> int:
+    from minigpt.files import DataUnavailable
+
+    given = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name, None) is not None}
+    config = dataclasses.replace(PRESETS[args.preset], **given, resume=args.resume, progress=args.progress)
+    if args.resume:
+        # Flags not given take the checkpoint's values (so an interrupted run finishes as
+        # planned); the given ones are compared with it by train().
+        try:
+            saved = checkpoint.load_state(config.out_dir).get("train_config", {})
+        except checkpoint.CheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        for name in (saved.keys() & known) - given.keys() - {"out_dir", "resume", "progress"}:
+            setattr(config, name, saved[name])
+    try:
+        result = train(config)
+    except (TrainingDiverged, DataUnavailable, checkpoint.CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 130 if result.interrupted else 0

@@ -1,0 +1,330 @@
+"""The training loop (minigpt/train.py): it learns, it is reproducible, it resumes exactly,
+and bad input or a diverging run stops with a clear message and nothing lost."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from conftest import data_file
+
+from minigpt import checkpoint, files
+from minigpt.train import TrainConfig, TrainingDiverged, estimate_loss, train, train_step
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="module")
+def shakespeare_slice(tmp_path_factory):
+    """The first 200,000 characters of Tiny Shakespeare, as a text file."""
+    text = data_file("shakespeare").read_text(encoding="utf-8")[:200_000]
+    path = tmp_path_factory.mktemp("data") / "shakespeare-slice.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny(shakespeare_slice, tmp_path):
+    """A tiny model's config on real text; tests change what they need."""
+    return TrainConfig(data=str(shakespeare_slice), out_dir=str(tmp_path / "run"), n_layer=2, n_head=2,
+                       n_embd=16, block_size=16, batch_size=4, max_iters=20, warmup_iters=5, lr=1e-2,
+                       min_lr=1e-3, eval_interval=10, eval_iters=2, sample_tokens=0, progress=False)
+
+
+# --- it learns -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_short_run_beats_the_unigram_entropy(tiny, shakespeare_slice):
+    text = shakespeare_slice.read_text(encoding="utf-8")
+    _, counts = np.unique(np.frombuffer(text.encode("ascii"), dtype=np.uint8), return_counts=True)
+    p = counts / counts.sum()
+    unigram_entropy = float(-(p * np.log(p)).sum())  # the best loss without any context, ~3.3 nats
+    config = dataclasses.replace(tiny, block_size=32, batch_size=8, max_iters=300,
+                                 warmup_iters=20, eval_interval=100, eval_iters=5)
+    result = train(config, log=quiet)
+    val_losses = [row["val_loss"] for row in result.metrics]
+    assert val_losses[0] > unigram_entropy  # starts near log(vocab) = log(65) = 4.17
+    assert val_losses[-1] < unigram_entropy - 0.5  # it uses the context
+    assert [row["iter"] for row in result.metrics] == [0, 100, 200, 300]
+
+
+def test_metrics_checkpoint_and_plot_are_written(tiny):
+    result = train(tiny, log=quiet)
+    out = result.out_dir
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iter"] for row in rows] == [0, 10, 20]
+    assert set(rows[0]) == {"iter", "train_loss", "val_loss", "lr", "tokens_per_sec", "elapsed_s"}
+    assert rows[-1]["tokens_per_sec"] > 0 and rows[-1]["elapsed_s"] > 0
+    assert rows == result.metrics
+    assert (out / "loss.png").stat().st_size > 1000
+    model, tok, state = checkpoint.load_model(out)
+    assert state["iteration"] == 20
+    assert state["best_val_loss"] == min(row["val_loss"] for row in rows)
+    np.testing.assert_array_equal(model.flat_params, result.model.flat_params)
+    assert state["train_config"]["lr_decay_iters"] == 20  # None resolved to max_iters
+    assert np.isfinite(result.full_val_loss)
+
+
+def test_the_end_sample_uses_the_vocabulary(tiny):
+    result = train(dataclasses.replace(tiny, max_iters=2, sample_tokens=30), log=quiet)
+    assert isinstance(result.sample, str) and len(result.sample) == 30  # one character per token
+    assert set(result.sample) <= set(result.tokenizer.chars)
+
+
+# --- reproducible, resumable ------------------------------------------------------------
+
+
+def test_same_seed_same_losses(tiny, tmp_path):
+    config = dataclasses.replace(tiny, dropout=0.1)
+    a = train(dataclasses.replace(config, out_dir=str(tmp_path / "a")), log=quiet)
+    b = train(dataclasses.replace(config, out_dir=str(tmp_path / "b")), log=quiet)
+    c = train(dataclasses.replace(config, out_dir=str(tmp_path / "c"), seed=1), log=quiet)
+    assert len(a.train_losses) == 20
+    assert a.train_losses == b.train_losses
+    assert [r["val_loss"] for r in a.metrics] == [r["val_loss"] for r in b.metrics]
+    assert a.train_losses != c.train_losses
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact(tiny, tmp_path):
+    # Dropout and gradient accumulation on, so every random stream and the moments matter.
+    config = dataclasses.replace(tiny, dropout=0.1, grad_accum=2, max_iters=100, lr_decay_iters=100,
+                                 eval_interval=25)
+    whole = train(dataclasses.replace(config, out_dir=str(tmp_path / "whole")), log=quiet)
+    halves = dataclasses.replace(config, out_dir=str(tmp_path / "halves"))
+    first = train(dataclasses.replace(halves, max_iters=50), log=quiet)
+    assert first.iterations == 50
+    second = train(dataclasses.replace(halves, resume=True), log=quiet)
+    assert second.iterations == 100
+    np.testing.assert_array_equal(second.model.flat_params, whole.model.flat_params)
+    assert first.train_losses + second.train_losses == whole.train_losses
+    whole_state = checkpoint.load_state(tmp_path / "whole")
+    halves_state = checkpoint.load_state(tmp_path / "halves")
+    assert whole_state["sha256"] == halves_state["sha256"]  # weights and moments, byte for byte
+    rows = [json.loads(line) for line in (tmp_path / "halves" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows] == [0, 25, 50, 75, 100]  # one log across the two runs
+
+
+def test_resume_with_different_flags_names_them(tiny):
+    train(dataclasses.replace(tiny, max_iters=5), log=quiet)
+    with pytest.raises(checkpoint.CheckpointError, match=r"n_embd: checkpoint 16, now 32.*seed: checkpoint 1337, now 7"):
+        train(dataclasses.replace(tiny, resume=True, n_embd=32, seed=7), log=quiet)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tiny):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        train(dataclasses.replace(tiny, resume=True), log=quiet)
+
+
+def test_resume_from_a_sampling_only_checkpoint_is_a_clear_error(tiny):
+    from minigpt import GPT, GPTConfig
+    from minigpt.data import CharTokenizer
+
+    model = GPT(GPTConfig(3, 4, 1, 1, 4))
+    checkpoint.save_checkpoint(tiny.out_dir, model, None, CharTokenizer("abc"), iteration=0)
+    with pytest.raises(checkpoint.CheckpointError, match="can be sampled from, but not resumed"):
+        train(dataclasses.replace(tiny, resume=True), log=quiet)
+
+
+def test_resume_from_a_truncated_checkpoint_is_a_clear_error(tiny):
+    result = train(dataclasses.replace(tiny, max_iters=5), log=quiet)
+    path = result.out_dir / "optimizer.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(checkpoint.CheckpointError, match="optimizer.safetensors is truncated"):
+        train(dataclasses.replace(tiny, resume=True), log=quiet)
+
+
+def test_gradient_accumulation_equals_the_full_batch():
+    from minigpt import GPT, GPTConfig
+    from minigpt.optim import AdamW
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 10, (8, 6))
+    y = rng.integers(0, 10, (8, 6))
+    grads = []
+    for batches in ([(x, y)], [(x[:4], y[:4]), (x[4:], y[4:])], [(x[i:i + 2], y[i:i + 2]) for i in range(0, 8, 2)]):
+        model = GPT(GPTConfig(10, 6, 1, 2, 8), seed=0, dtype=np.float64)
+        loss, _ = train_step(model, AdamW(model), batches, lr=0.0, grad_clip=0.0)
+        grads.append(model.flat_grads.copy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads[2], grads[0], rtol=1e-10, atol=1e-14)
+
+
+def test_split_loss_is_the_mean_over_every_window():
+    from minigpt import GPT, GPTConfig
+    from minigpt.train import split_loss
+
+    model = GPT(GPTConfig(10, 6, 1, 2, 8), seed=0, dtype=np.float64)
+    tokens = np.random.default_rng(0).integers(0, 10, 50).astype(np.uint16)  # 49 // 6 = 8 windows
+    windows = [(tokens[None, 6 * i:6 * i + 6], tokens[None, 6 * i + 1:6 * i + 7]) for i in range(8)]
+    expected = np.mean([model.forward(x.astype(np.int64), y.astype(np.int64))[1] for x, y in windows])
+    assert split_loss(model, tokens, 6, batch_size=3) == pytest.approx(expected, rel=1e-12)  # 3 + 3 + 2
+
+
+# --- stopping: Ctrl-C and NaN ----------------------------------------------------------------
+
+
+def test_ctrl_c_saves_and_the_run_can_be_finished(tiny):
+    def press_ctrl_c(it, loss, model):
+        if it == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(tiny, on_step=press_ctrl_c, log=quiet)
+    assert result.interrupted and result.iterations == 7
+    assert checkpoint.load_state(tiny.out_dir)["iteration"] == 7
+    finished = train(dataclasses.replace(tiny, resume=True), log=quiet)
+    assert finished.iterations == 20 and not finished.interrupted
+    uninterrupted = train(dataclasses.replace(tiny, out_dir=tiny.out_dir + "-whole"), log=quiet)
+    np.testing.assert_array_equal(finished.model.flat_params, uninterrupted.model.flat_params)
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny):
+    def poison(it, loss, model):
+        if it == 14:
+            model.params["ln_f.weight"][0] = np.inf
+
+    with pytest.raises(TrainingDiverged, match="iteration 14.*last good checkpoint \\(iteration 10\\)"):
+        train(tiny, on_step=poison, log=quiet)
+    model, _, state = checkpoint.load_model(tiny.out_dir)
+    assert state["iteration"] == 10
+    assert np.isfinite(model.flat_params).all()
+    rows = (checkpoint.Path(tiny.out_dir) / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2  # iterations 0 and 10
+
+
+def test_estimate_loss_does_not_disturb_training_state(tiny):
+    from minigpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(10, 6, 1, 2, 8, dropout=0.5), seed=0)
+    rng_state = model.rng.bit_generator.state
+    batch = np.random.default_rng(0).integers(0, 10, (2, 2, 6))
+    loss = estimate_loss(model, [(batch[0], batch[1])])
+    assert np.isfinite(loss)
+    assert model.training  # back in training mode
+    assert model.rng.bit_generator.state == rng_state  # no dropout draws during evaluation
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_a_corpus_shorter_than_a_block_is_a_clear_error(tiny, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("To be, or not to be: that is the question.\n" * 3)  # 132 characters
+    with pytest.raises(ValueError, match=r"validation split .* fewer than block_size \+ 1 = 17"):
+        train(dataclasses.replace(tiny, data=str(short)), log=quiet)
+
+
+def test_an_empty_corpus_is_a_clear_error(tiny, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        train(dataclasses.replace(tiny, data=str(empty)), log=quiet)
+
+
+def test_bad_config_values_are_named(tiny):
+    with pytest.raises(ValueError, match="batch_size"):
+        train(dataclasses.replace(tiny, batch_size=0), log=quiet)
+    with pytest.raises(ValueError, match="tokenizer"):
+        train(dataclasses.replace(tiny, tokenizer="words"), log=quiet)
+
+
+# --- the default corpus when offline ---------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def unavailable(name, download=True):
+        raise files.DataUnavailable(f"{name}: no network (simulated)")
+
+    monkeypatch.setattr(files, "locate", unavailable)
+
+
+def test_offline_default_falls_back_to_pydocs(tiny, offline):
+    messages = []
+    result = train(dataclasses.replace(tiny, data=None, max_iters=0), log=messages.append)
+    assert result.config.data == "pydocs"
+    assert any("not available" in m and "pydocs" in m for m in messages)
+    assert checkpoint.load_state(tiny.out_dir)["train_config"]["data"] == "pydocs"
+
+
+def test_offline_explicit_shakespeare_fails_clearly(tiny, offline):
+    with pytest.raises(files.DataUnavailable, match="cannot get the shakespeare corpus"):
+        train(dataclasses.replace(tiny, data="shakespeare", max_iters=0), log=quiet)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def cli(*args):
+    from minigpt.__main__ import main
+
+    return main(["train", *args])
+
+
+def test_cli_trains_resumes_and_rejects_conflicting_flags(shakespeare_slice, tmp_path, capsys):
+    out = str(tmp_path / "cli")
+    flags = ["--data", str(shakespeare_slice), "--out-dir", out, "--n-layer", "1", "--n-head", "2",
+             "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--eval-interval", "5",
+             "--eval-iters", "2", "--sample-tokens", "0", "--no-progress", "--max-iters", "10",
+             "--lr-decay-iters", "20", "--warmup-iters", "2"]
+    assert cli(*flags) == 0
+    assert checkpoint.load_state(out)["iteration"] == 10
+    # --resume takes every setting from the checkpoint; only the new length is given
+    assert cli("--out-dir", out, "--resume", "--max-iters", "15", "--no-progress", "--sample-tokens", "0") == 0
+    state = checkpoint.load_state(out)
+    assert state["iteration"] == 15 and state["train_config"]["n_embd"] == 16
+    capsys.readouterr()
+    assert cli("--out-dir", out, "--resume", "--n-embd", "32", "--no-progress") == 1
+    assert "n_embd: checkpoint 16, now 32" in capsys.readouterr().err
+    assert cli("--out-dir", str(tmp_path / "nothing"), "--resume") == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_cli_offline_with_explicit_shakespeare_exits_non_zero(tmp_path, offline, capsys):
+    assert cli("--data", "shakespeare", "--out-dir", str(tmp_path / "x"), "--no-progress") == 1
+    assert "cannot get the shakespeare corpus" in capsys.readouterr().err
+
+
+# --- BPE tokens and the loss plot --------------------------------------------------------------
+
+
+def test_bpe_tokenizer_trained_or_loaded(tiny, tmp_path, shakespeare_slice):
+    from minigpt.tokenizer import Tokenizer
+
+    small = tmp_path / "small.txt"  # enough text for 1024 tokens, little to encode
+    small.write_text(shakespeare_slice.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    tiny = dataclasses.replace(tiny, data=str(small))
+    trained = train(dataclasses.replace(tiny, tokenizer="bpe", max_iters=3), log=quiet)
+    assert isinstance(trained.tokenizer, Tokenizer)
+    assert trained.tokenizer.vocab_size == trained.model.config.vocab_size == 1024
+    _, saved_tokenizer, _ = checkpoint.load_model(tiny.out_dir)  # the checkpoint carries it
+    assert saved_tokenizer.to_dict() == trained.tokenizer.to_dict()
+    path = tmp_path / "tok.json"
+    trained.tokenizer.save(path)
+    loaded = train(dataclasses.replace(tiny, tokenizer=f"bpe:{path}", max_iters=3,
+                                       out_dir=str(tmp_path / "loaded")), log=quiet)
+    assert loaded.tokenizer.to_dict() == trained.tokenizer.to_dict()
+    assert loaded.train_losses == trained.train_losses  # same tokens, same seed: the same run
+
+
+def test_plot_losses_from_rows_and_from_a_file(tmp_path):
+    from minigpt import plots
+
+    rows = [{"iter": i, "train_loss": 4.0 - i / 100, "val_loss": 4.1 - i / 100} for i in (0, 100, 200)]
+    fig = plots.plot_losses(rows, tmp_path / "loss.png")
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["train", "validation"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [0, 100, 200])
+    np.testing.assert_allclose(lines[1].get_ydata(), [4.1, 3.1, 2.1])
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iter": 3')  # last line cut short
+    again = plots.plot_losses(path)
+    np.testing.assert_allclose(again.axes[0].get_lines()[0].get_ydata(), [4.0, 3.0, 2.0])
