@@ -253,25 +253,26 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
     if was_training:
         model.eval()
     try:
-        B, T = idx.shape
-        out = np.empty((B, T + max_new_tokens), dtype=idx.dtype)  # the growing sequence
-        out[:, :T] = idx
-        cache = KVCache.for_model(model, B) if use_cache else None
-        fed = 0  # how many tokens of the sequence the cache has seen
-        for t in range(T, T + max_new_tokens):
-            if not use_cache:
-                logits, _ = model.forward(out[:, max(0, t - block_size):t])  # (B, <=block, V)
-            elif cache.length + (t - fed) <= block_size:
-                logits = forward_with_cache(model, out[:, fed:t], cache)  # only unseen tokens
-            else:
-                cache.reset()  # full: rebuild from the last block_size tokens
-                logits = forward_with_cache(model, out[:, t - block_size:t], cache)
-            fed = t
-            next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
-            out[:, t] = next_ids
-            if on_token is not None:
-                on_token(out[:, t].copy())
-        return out
+        with kernels.single_threaded():  # many tiny kernel calls: see kernels.single_threaded
+            B, T = idx.shape
+            out = np.empty((B, T + max_new_tokens), dtype=idx.dtype)  # the growing sequence
+            out[:, :T] = idx
+            cache = KVCache.for_model(model, B) if use_cache else None
+            fed = 0  # how many tokens of the sequence the cache has seen
+            for t in range(T, T + max_new_tokens):
+                if not use_cache:
+                    logits, _ = model.forward(out[:, max(0, t - block_size):t])  # (B, <=block, V)
+                elif cache.length + (t - fed) <= block_size:
+                    logits = forward_with_cache(model, out[:, fed:t], cache)  # only unseen tokens
+                else:
+                    cache.reset()  # full: rebuild from the last block_size tokens
+                    logits = forward_with_cache(model, out[:, t - block_size:t], cache)
+                fed = t
+                next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+                out[:, t] = next_ids
+                if on_token is not None:
+                    on_token(out[:, t].copy())
+            return out
     finally:
         if was_training:
             model.train()

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "normally one per core)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparisons")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--startup", action="store_true",
+                        help="kernels suite: also time cold vs warm Numba start-up (compiles everything)")
 
 
 def _pin_threads(args) -> int | None:
@@ -63,8 +65,7 @@ def _pin_threads(args) -> int | None:
     for flag, value in (("--iters", args.iters), ("--warmup", args.warmup)):
         if value is not None:
             argv += [flag, str(value)]
-    if args.no_torch:
-        argv.append("--no-torch")
+    argv += [flag for flag, on in (("--no-torch", args.no_torch), ("--startup", args.startup)) if on]
     return subprocess.call(argv, env=env)
 
 
@@ -113,14 +114,7 @@ def run(args) -> int:
     failed = 0
     for name in suites:
         print(f"\n== {name} ==")
-        try:
-            module = importlib.import_module(SUITES[name])
-        except ModuleNotFoundError as err:
-            if err.name != SUITES[name]:
-                raise
-            print(f"(suite {name!r} is not available yet: {SUITES[name]} is missing)")
-            failed += 1
-            continue
+        module = importlib.import_module(SUITES[name])
         try:
             failed += bool(module.run(args))
         except Exception as err:  # one broken suite (say, data offline) must not hide the rest

@@ -112,7 +112,9 @@ class TorchInChild:
     `steps(n)` runs the child's next n batches and returns their times."""
 
     def __init__(self, threads, seed, n_batches):
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # torch's own default
+        # PyTorch as its users run it: its own OpenMP and malloc settings, not minigpt's
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["MINIGPT_NO_RUNTIME_TUNING"] = "1"
         self.child = subprocess.Popen(
             [sys.executable, "-m", "minigpt.bench.train", "--torch-worker", str(threads), str(seed), str(n_batches)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,

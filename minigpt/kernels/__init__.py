@@ -12,14 +12,9 @@ import contextlib
 import importlib
 import os
 
-BACKENDS = ("numpy", "numba")
-# Numba's parallel kernels run on OpenMP threads, and OpenMP threads spin while they wait
-# for work by default. On a 2-core machine they then steal the cores OpenBLAS needs for the
-# next matmul, and a training step runs 5x slower. Waiting passively (sleeping) costs
-# nothing measurable here. Set before Numba first starts its threads; a user's own
-# OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from minigpt import runtime  # noqa: F401  (process-wide speed settings; read it)
 
+BACKENDS = ("numpy", "numba")
 _MODULES = {"numpy": "minigpt.kernels.reference", "numba": "minigpt.kernels.numba_kernels"}
 _active = None
 
@@ -45,6 +40,21 @@ def using(name: str):
         yield
     finally:
         set_backend(previous)
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """with kernels.single_threaded(): ...  runs Numba's parallel kernels on the calling
+    thread only. Decoding calls dozens of kernels per token on one row each: waking the
+    other threads for each call costs more than the work itself."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def __getattr__(name):
