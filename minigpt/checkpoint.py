@@ -87,6 +87,7 @@ def save_checkpoint(out_dir, model, optimizer=None, tokenizer=None, **state) -> 
     }
     _write_json(saving / STATE_FILE, record)
     for name in os.listdir(saving):
+        _give_default_permissions(saving / name)
         _fsync_file(saving / name)
     _fsync_dir(saving)
 
@@ -113,6 +114,14 @@ def _write_json(path: Path, obj) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, allow_nan=True)
         f.write("\n")
+
+
+def _give_default_permissions(path: Path) -> None:
+    """safetensors creates its files readable by their owner only; give every checkpoint
+    file the permissions open() would (0o666 less the umask), so it can be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_file(path: Path) -> None:

@@ -69,6 +69,19 @@ def test_weights_use_hugging_face_names_with_wte_once(tmp_path):
     assert state["model_config"]["n_embd"] == 8
 
 
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    model, opt, tok, _ = trained_pieces()
+    previous = os.umask(0o022)
+    try:
+        checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
+    finally:
+        os.umask(previous)
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_float64_models_round_trip(tmp_path):
     model = GPT(GPTConfig(5, 4, 1, 1, 4), seed=3, dtype=np.float64)
     checkpoint.save_checkpoint(tmp_path, model, None, CharTokenizer("abcde"), iteration=0)
