@@ -13,7 +13,13 @@ import pytest
 from conftest import data_file
 
 from minigpt import checkpoint, files
-from minigpt.train import TrainConfig, TrainingDiverged, estimate_loss, train, train_step
+from minigpt.train import (
+    TrainConfig,
+    TrainingDiverged,
+    estimate_loss,
+    train,
+    train_step,
+)
 
 
 def quiet(*args, **kwargs):

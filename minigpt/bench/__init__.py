@@ -21,6 +21,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 
 SUITES = {
     "train": "minigpt.bench.train",
@@ -67,6 +68,13 @@ def _pin_threads(args) -> int | None:
             argv += [flag, str(value)]
     argv += [flag for flag, on in (("--no-torch", args.no_torch), ("--startup", args.startup)) if on]
     return subprocess.call(argv, env=env)
+
+
+def seconds(fn) -> float:
+    """Wall-clock seconds taken by one call fn(): the one stopwatch every suite uses."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def thread_count(args) -> int:

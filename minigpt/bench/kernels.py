@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from minigpt import kernels
+from minigpt.bench import seconds
 from minigpt.kernels import matmul_by_hand, numba_kernels, reference
 
 GPT_SHAPES = dict(B=12, T=64, C=128, H=4, V=65)
@@ -38,10 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def best_time(fn, number):
     """Seconds per call: `number` calls timed together, so tiny kernels are measurable."""
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number
+    def repeat():
+        for _ in range(number):
+            fn()
+
+    return seconds(repeat) / number
 
 
 def compare(*fns, repeats=7, budget=0.02):
@@ -59,15 +62,10 @@ def compare(*fns, repeats=7, budget=0.02):
 
 def single_threaded(fn):
     """fn run with Numba limited to one thread (prange loops then run serially)."""
-    import numba
-
     def call():
-        previous = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
+        with kernels.single_threaded():
             fn()
-        finally:
-            numba.set_num_threads(previous)
+
     return call
 
 

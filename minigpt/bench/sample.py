@@ -11,11 +11,10 @@ Batch 1, float32, temperature 1: what `python -m minigpt sample` does.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from minigpt import GPT
+from minigpt.bench import seconds
 from minigpt.bench.train import PRESET
 from minigpt.generate import generate
 
@@ -26,11 +25,8 @@ def tokens_per_second(model, n_tokens, use_cache, repeats, warmup):
     prompt = np.zeros((1, 1), dtype=np.int64)
     for seed in range(warmup):
         generate(model, prompt, min(n_tokens, 8), rng=seed, use_cache=use_cache)
-    times = []
-    for seed in range(repeats):
-        start = time.perf_counter()
-        generate(model, prompt, n_tokens, rng=seed, use_cache=use_cache)
-        times.append(time.perf_counter() - start)
+    times = [seconds(lambda: generate(model, prompt, n_tokens, rng=seed, use_cache=use_cache))
+             for seed in range(repeats)]
     return n_tokens / float(np.median(times))
 
 

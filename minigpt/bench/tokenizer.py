@@ -13,19 +13,14 @@ Reports (machines are shared and noisy, so compare the ratios taken in one run):
 from __future__ import annotations
 
 import argparse
-import time
 
+from minigpt.bench import seconds
 from minigpt.tokenizer import GPT2_PATTERN, Tokenizer, cl100k_base, gpt2
 
 
 def _seconds(fn, repeats: int = 1) -> float:
     """Best wall-clock time of `repeats` calls of fn()."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(seconds(fn) for _ in range(repeats))
 
 
 def bench_training(text: str) -> None:

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from minigpt import GPT, GPTConfig
+from minigpt.bench import seconds
 from minigpt.optim import AdamW, clip_grad_norm
 
 PRESET = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
@@ -84,12 +85,7 @@ def torch_trainer(model, threads):
 
 def time_steps(step, batches):
     """Seconds taken by each call step(x, y)."""
-    times = []
-    for x, y in batches:
-        start = time.perf_counter()
-        step(x, y)
-        times.append(time.perf_counter() - start)
-    return times
+    return [seconds(lambda: step(x, y)) for x, y in batches]
 
 
 def sgemm_gflops(n=1024, reps=5):
@@ -97,14 +93,8 @@ def sgemm_gflops(n=1024, reps=5):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     a @ b  # warm up the threads
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    best = min(seconds(lambda: a @ b) for _ in range(reps))
     return 2 * n**3 / best / 1e9
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 class TorchInChild:

@@ -122,7 +122,7 @@ def attention_forward(q, k, v, dropout_mask=None):
 def attention_backward(dout, q, k, v, att, dropout_mask=None):
     """Gradients of attention_forward; maths in reference.attention_backward.
     Returns dq, dk, dv, each (B, H, T, hs)."""
-    dtype, (T, hs) = q.dtype, q.shape[-2:]
+    dtype, hs = q.dtype, q.shape[-1]
     mask, use_mask = _mask_heads(dropout_mask, q.shape, dtype)
     qh, kh, vh, douth = (_heads(a, dtype) for a in (q, k, v, dout))
     dscores = np.matmul(douth, vh.transpose(0, 2, 1))  # datt = dout v^T, (BH, T, T)
