@@ -168,7 +168,11 @@ def make_tokenizer(spec: str, text: str, log=print):
         train_text = text[: int(len(text) * (1 - data.VAL_FRACTION))]  # never peek at val
         log(f"training a {DEFAULT_BPE_VOCAB}-token BPE tokenizer on {len(train_text):,} characters ...")
         return Tokenizer.train(train_text, DEFAULT_BPE_VOCAB)
-    return Tokenizer.load(spec.removeprefix("bpe:"))
+    path = Path(spec.removeprefix("bpe:"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file {path} (make one with: python -m minigpt tokenize "
+                                f"train -o {path}, or use --tokenizer bpe to train one first)")
+    return Tokenizer.load(path)
 
 
 def make_eval_batches(tokens, config: TrainConfig) -> list:

@@ -227,6 +227,12 @@ def test_a_corpus_shorter_than_a_block_is_a_clear_error(tiny, tmp_path):
         train(dataclasses.replace(tiny, data=str(short)), log=quiet)
 
 
+def test_a_missing_tokenizer_file_is_a_clear_error(tiny, tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(FileNotFoundError, match=f"no tokenizer file {missing}.*tokenize train"):
+        train(dataclasses.replace(tiny, tokenizer=f"bpe:{missing}"), log=quiet)
+
+
 def test_an_empty_corpus_is_a_clear_error(tiny, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
