@@ -100,8 +100,9 @@ def _attention(x, p, name, layer, cache, n_head):
 
 
 def _mlp(x, p, name):
-    h = kernels.gelu_forward(_linear(x, p, name + ".c_fc"))  # (B, T, 4C)
-    return _linear(h, p, name + ".c_proj")  # (B, T, C)
+    out, _ = layers.mlp_forward(x, p[name + ".c_fc.weight"], p.get(name + ".c_fc.bias"),
+                                p[name + ".c_proj.weight"], p.get(name + ".c_proj.bias"))
+    return out  # (B, T, C)
 
 
 def forward_with_cache(model, idx_new, cache: KVCache):
@@ -249,30 +250,24 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     block_size = model.config.block_size
-    was_training = getattr(model, "training", False)
-    if was_training:
-        model.eval()
-    try:
-        with kernels.single_threaded():  # many tiny kernel calls: see kernels.single_threaded
-            B, T = idx.shape
-            out = np.empty((B, T + max_new_tokens), dtype=idx.dtype)  # the growing sequence
-            out[:, :T] = idx
-            cache = KVCache.for_model(model, B) if use_cache else None
-            fed = 0  # how many tokens of the sequence the cache has seen
-            for t in range(T, T + max_new_tokens):
-                if not use_cache:
-                    logits, _ = model.forward(out[:, max(0, t - block_size):t])  # (B, <=block, V)
-                elif cache.length + (t - fed) <= block_size:
-                    logits = forward_with_cache(model, out[:, fed:t], cache)  # only unseen tokens
-                else:
-                    cache.reset()  # full: rebuild from the last block_size tokens
-                    logits = forward_with_cache(model, out[:, t - block_size:t], cache)
-                fed = t
-                next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
-                out[:, t] = next_ids
-                if on_token is not None:
-                    on_token(out[:, t].copy())
-            return out
-    finally:
-        if was_training:
-            model.train()
+    # no dropout while sampling; many tiny kernel calls (see kernels.single_threaded)
+    with model.evaluating(), kernels.single_threaded():
+        B, T = idx.shape
+        out = np.empty((B, T + max_new_tokens), dtype=idx.dtype)  # the growing sequence
+        out[:, :T] = idx
+        cache = KVCache.for_model(model, B) if use_cache else None
+        fed = 0  # how many tokens of the sequence the cache has seen
+        for t in range(T, T + max_new_tokens):
+            if not use_cache:
+                logits, _ = model.forward(out[:, max(0, t - block_size):t])  # (B, <=block, V)
+            elif cache.length + (t - fed) <= block_size:
+                logits = forward_with_cache(model, out[:, fed:t], cache)  # only unseen tokens
+            else:
+                cache.reset()  # full: rebuild from the last block_size tokens
+                logits = forward_with_cache(model, out[:, t - block_size:t], cache)
+            fed = t
+            next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+            out[:, t] = next_ids
+            if on_token is not None:
+                on_token(out[:, t].copy())
+        return out

@@ -14,6 +14,7 @@ embedding: it is `wte` itself, not a copy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -118,6 +119,17 @@ class GPT:
     def eval(self):
         self.training = False
         return self
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """with model.evaluating(): ...  runs the block without dropout, then puts the model
+        back in the mode it was in (evaluation and sampling must not change training)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.training = was_training
 
     def zero_grad(self):
         self.flat_grads.fill(0.0)

@@ -81,12 +81,8 @@ class TrainResult:
 
 def estimate_loss(model, batches) -> float:
     """Mean loss over the batches, without dropout and without touching gradients."""
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         return float(np.mean([model.forward(x, y)[1] for x, y in batches]))
-    finally:
-        model.train() if was_training else model.eval()
 
 
 def split_loss(model, tokens, block_size: int, batch_size: int = 64, max_tokens: int = 2**18) -> float:
@@ -100,12 +96,8 @@ def split_loss(model, tokens, block_size: int, batch_size: int = 64, max_tokens:
     x = tokens[: n * T].reshape(n, T).astype(np.int64)  # (n, T)
     y = tokens[1: n * T + 1].reshape(n, T).astype(np.int64)  # (n, T), shifted by one
     batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
-    was_training = model.training
-    model.eval()
-    try:  # weight each batch by its size: the last one may be short
+    with model.evaluating():  # weight each batch by its size: the last one may be short
         return float(sum(model.forward(bx, by)[1] * len(bx) for bx, by in batches) / n)
-    finally:
-        model.train() if was_training else model.eval()
 
 
 def train_step(model, optimizer, batches, lr: float, grad_clip: float) -> tuple[float, float]:

@@ -127,6 +127,23 @@ def test_on_token_streams_every_new_token_in_order():
     np.testing.assert_array_equal(np.concatenate(seen), out[0, 2:])
 
 
+def test_generate_turns_dropout_off_and_restores_the_mode_after_an_error():
+    config = GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.5)
+    model = GPT(config, seed=0, dtype=np.float64).train()
+    prompt = np.array([[1, 2]])
+    a = generate(model, prompt, 5, temperature=0, use_cache=False)
+    b = generate(model, prompt, 5, temperature=0, use_cache=False)
+    np.testing.assert_array_equal(a, b)  # greedy through model.forward: no dropout masks drawn
+    assert model.training
+
+    def stop(ids):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        generate(model, prompt, 5, on_token=stop)
+    assert model.training  # restored even though generation failed half-way
+
+
 def test_generate_restores_training_mode():
     model = tiny_model().train()
     generate(model, np.array([[1]]), 2, rng=0)

@@ -86,10 +86,10 @@ def _tiktoken_cl100k():
 
 
 def run(args: argparse.Namespace | None = None) -> int:
-    from minigpt.files import locate
+    from minigpt.data import load_text
 
     repeats = getattr(args, "repeats", None) or 3
-    text = locate("shakespeare").read_text(encoding="utf-8")
+    text = load_text("shakespeare")
     print(f"Tiny Shakespeare: {len(text.encode('utf-8')) / 1e6:.2f} MB")
     bench_training(text)
     bench_encoding("gpt2", gpt2, _tiktoken_gpt2, text, repeats)
