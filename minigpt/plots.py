@@ -26,25 +26,42 @@ def read_metrics(path) -> list[dict]:
     return rows
 
 
-def plot_losses(metrics, out_png=None, title: str | None = None) -> Figure:
-    """Train and validation loss against iteration.
+def _rows(metrics) -> list[dict]:
+    return read_metrics(metrics) if isinstance(metrics, (str, Path)) else list(metrics)
 
-    metrics: the rows written by training ({"iter", "train_loss", "val_loss", ...}) or
-    the path of a metrics.jsonl file. out_png: where to save the figure, if anywhere."""
-    rows = read_metrics(metrics) if isinstance(metrics, (str, Path)) else list(metrics)
-    iters = [row["iter"] for row in rows]
+
+def _curves(curves: dict, ylabel: str, title: str, out_png) -> Figure:
+    """curves: {label: (rows, key)}, each drawn as rows[i][key] against rows[i]["iter"]."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(iters, [row["train_loss"] for row in rows], marker="o", markersize=3, label="train")
-    ax.plot(iters, [row["val_loss"] for row in rows], marker="o", markersize=3, label="validation")
+    for label, (rows, key) in curves.items():
+        ax.plot([row["iter"] for row in rows], [row[key] for row in rows], marker="o", markersize=3, label=label)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy loss (nats per token)")
-    ax.set_title(title or "loss during training")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     if out_png is not None:
         fig.savefig(out_png, dpi=120)
     return fig
+
+
+def plot_losses(metrics, out_png=None, title: str | None = None) -> Figure:
+    """Train and validation loss against iteration.
+
+    metrics: the rows written by training ({"iter", "train_loss", "val_loss", ...}) or
+    the path of a metrics.jsonl file. out_png: where to save the figure, if anywhere."""
+    rows = _rows(metrics)
+    return _curves({"train": (rows, "train_loss"), "validation": (rows, "val_loss")},
+                   "cross-entropy loss (nats per token)", title or "loss during training", out_png)
+
+
+def compare_val_losses(runs: dict, out_png=None, title: str | None = None) -> Figure:
+    """The validation loss of several runs on one set of axes, to compare settings.
+
+    runs: {label: metrics rows or the path of a metrics.jsonl file}."""
+    return _curves({label: (_rows(metrics), "val_loss") for label, metrics in runs.items()},
+                   "validation loss (nats per token)", title or "validation loss", out_png)
 
 
 def plot_lr_schedule(warmup: int, lr_decay_iters: int, lr: float, min_lr: float,

@@ -79,11 +79,12 @@ class TorchGPT(nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        for name, p in self.named_parameters():  # GPT-2 initialisation, as minigpt.model
+        std = config.weight_std
+        for name, p in self.named_parameters():  # the initialisation of minigpt.model
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * config.n_layer))
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * config.n_layer))
             elif p.dim() == 2:
-                nn.init.normal_(p, 0.0, 0.02)
+                nn.init.normal_(p, 0.0, std)
 
     def forward(self, idx, targets=None):
         T = idx.shape[1]

@@ -327,6 +327,7 @@ FLAGS = [
     ("n_embd", int, "embedding width (128)"),
     ("block_size", int, "context length in tokens (64)"),
     ("dropout", float, "dropout probability (0.0)"),
+    ("init_std", float, "std of the initial weights (default 1/sqrt(n_embd); 0.02 is GPT-2's and nanoGPT's)"),
     ("dtype", str, "float32 or float64"),
     ("batch_size", int, "sequences per micro-batch (12)"),
     ("grad_accum", int, "micro-batches per optimizer step (1)"),

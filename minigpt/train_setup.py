@@ -34,6 +34,7 @@ class TrainConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    init_std: float | None = None  # None: 1/sqrt(n_embd); 0.02 is GPT-2's (and nanoGPT's)
     dtype: str = "float32"
     # optimisation
     batch_size: int = 12
@@ -66,6 +67,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.init_std is not None and self.init_std <= 0:
+            raise ValueError(f"init_std must be positive, got {self.init_std}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
@@ -208,7 +211,7 @@ def prepare_run(config: TrainConfig, log=print) -> RunState:
     data.check_enough_tokens(val_tokens, config.block_size, f"the validation split of {data_name}")
 
     gpt_config = GPTConfig(tokenizer.vocab_size, config.block_size, config.n_layer, config.n_head,
-                           config.n_embd, dropout=config.dropout, bias=config.bias)
+                           config.n_embd, dropout=config.dropout, bias=config.bias, init_std=config.init_std)
     model = GPT(gpt_config, seed=config.seed, dtype=np.dtype(config.dtype))
     optimizer = AdamW(model, lr=config.lr, betas=(config.beta1, config.beta2),
                       weight_decay=config.weight_decay)
