@@ -26,13 +26,14 @@ and the next save finishes the move first. Either way one complete checkpoint lo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from minigpt.files import sha256_of
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -82,7 +83,7 @@ def save_checkpoint(out_dir, model, optimizer=None, tokenizer=None, **state) -> 
         "optimizer": optimizer_numbers,
         "rng": rng,
         **state,
-        "sha256": {name: _sha256(saving / name) for name in (MODEL_FILE, OPTIMIZER_FILE)
+        "sha256": {name: sha256_of(saving / name) for name in (MODEL_FILE, OPTIMIZER_FILE)
                    if (saving / name).exists()},
     }
     _write_json(saving / STATE_FILE, record)
@@ -141,15 +142,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # --- loading -----------------------------------------------------------------------------
-
-
-def checkpoint_exists(out_dir) -> bool:
-    return _path(Path(out_dir), STATE_FILE).exists()
 
 
 def _path(out_dir: Path, name: str) -> Path:
@@ -177,7 +170,7 @@ def load_state(out_dir) -> dict:
         tensor_path = _path(out_dir, name)
         if not tensor_path.exists():
             raise CheckpointError(f"checkpoint in {out_dir} is incomplete: {name} is missing")
-        if _sha256(tensor_path) != digest:
+        if sha256_of(tensor_path) != digest:
             raise CheckpointError(
                 f"{tensor_path} is truncated, corrupt or from another save (its sha256 does not "
                 f"match the one recorded in {STATE_FILE})"

@@ -114,12 +114,13 @@ def forward_with_cache(model, idx_new, cache: KVCache):
     (the position embedding has no row beyond it).
     """
     p, config = model.params, model.config
-    B, T = idx_new.shape
+    T = idx_new.shape[1]
     start = cache.length
     if start + T > cache.block_size:
         raise ValueError(f"KV cache holds {start} positions; {T} more would exceed "
                          f"block_size {cache.block_size}")
-    x = p["wte.weight"][idx_new] + p["wpe.weight"][start:start + T]  # (B, T, C)
+    # The new tokens sit at positions start..start+T-1: hand the embedding those rows of wpe.
+    x, _ = layers.embedding_forward(idx_new, p["wte.weight"], p["wpe.weight"][start:start + T])
     for i in range(config.n_layer):
         h = f"h.{i}"
         x = x + _attention(_layernorm(x, p, h + ".ln_1"), p, h + ".attn", i, cache, config.n_head)
@@ -192,9 +193,7 @@ def sampling_probs(logits, temperature: float = 1.0, top_k: int | None = None,
     z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
     if top_k is not None and top_k < z.shape[-1]:
         z = np.where(top_k_mask(z, top_k), z, -np.inf)
-    z = z - z.max(axis=-1, keepdims=True)
-    probs = np.exp(z)
-    probs /= probs.sum(axis=-1, keepdims=True)  # (B, V)
+    probs = kernels.softmax_forward(z)  # (B, V); exp(-inf) = 0: masked tokens get exactly 0
     if top_p is not None and top_p < 1.0:
         probs = np.where(top_p_mask(probs, top_p), probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
@@ -215,8 +214,8 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None,
     # u lies in (0, 1] (1 - random()), so a token of probability 0 is never chosen.
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     u = (1.0 - rng.random(len(cdf)))[:, None] * cdf[:, -1:]  # (B, 1)
-    ids = (cdf < u).sum(axis=-1)  # (B,)
-    return np.minimum(ids, probs.shape[-1] - 1)
+    # u <= cdf[-1], so at least the last entry is not below u: ids <= V - 1.
+    return (cdf < u).sum(axis=-1)  # (B,)
 
 
 # --- the generation loop ----------------------------------------------------------------
@@ -241,11 +240,15 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
     """
     validate_sampling(temperature, top_k, top_p)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    # Not model._check_inputs: that one rejects T > block_size, and a longer prompt is
+    # fine here (it is cropped to the last block_size tokens).
     idx = np.asarray(idx)
-    if idx.ndim != 2 or idx.shape[1] == 0:
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+    if idx.ndim != 2 or idx.size == 0:
         raise ValueError(f"idx must be a non-empty (B, T) array of token ids, got shape {idx.shape}")
     V = model.config.vocab_size
-    if idx.size and (idx.min() < 0 or idx.max() >= V):
+    if idx.min() < 0 or idx.max() >= V:
         raise ValueError(f"token ids must be in [0, {V}), got ids from {idx.min()} to {idx.max()}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -269,5 +272,5 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
             next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
             out[:, t] = next_ids
             if on_token is not None:
-                on_token(out[:, t].copy())
+                on_token(next_ids)
         return out

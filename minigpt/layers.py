@@ -196,6 +196,6 @@ def cross_entropy_backward(dloss, cache):
     """d(mean loss)/d logits_n = (probs_n - onehot(target_n)) / n_valid for counted rows,
     0 for ignored ones. dloss is the upstream scalar (1.0 when this is the final loss)."""
     probs, flat_targets, n_valid, logits_shape, ignore_index = cache
-    dlosses = np.full(len(flat_targets), dloss / n_valid, dtype=probs.dtype)
+    dlosses = probs.dtype.type(dloss / n_valid)  # the same for every row: the kernels broadcast it
     dlogits = kernels.cross_entropy_backward(dlosses, probs, flat_targets, ignore_index)
     return (dlogits.reshape(logits_shape),)

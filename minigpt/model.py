@@ -46,13 +46,8 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and self.init_std > 0):
-            raise ValueError(f"init_std must be a positive number (or None for 1/sqrt(n_embd)), got {self.init_std!r}")
-
-    @property
-    def weight_std(self) -> float:
-        """The std the weights start with: init_std, or 1/sqrt(n_embd) when it is None."""
-        return float(self.init_std) if self.init_std is not None else 1.0 / math.sqrt(self.n_embd)
+        if self.init_std is not None and not self.init_std > 0:  # "not >" also catches nan
+            raise ValueError(f"init_std must be positive (or None for 1/sqrt(n_embd)), got {self.init_std!r}")
 
 
 def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
@@ -108,14 +103,14 @@ class GPT:
         write into the residual stream get std / sqrt(2 n_layer), so the stream's variance
         does not grow with depth (GPT-2's rule).
 
-        std is config.weight_std, 1/sqrt(n_embd) unless set. A weight matrix reading the
+        std is config.init_std, by default 1/sqrt(n_embd): a weight matrix reading the
         n_embd-wide, unit-variance output of a layernorm then gives outputs of variance
-        n_embd * std^2 = 1: signals keep their size from the first step. GPT-2 uses a fixed
+        n_embd * std^2 = 1, so signals keep their size from the first step. GPT-2 uses a fixed
         0.02, about 0.55/sqrt(768) at its width of 768; at n_embd 128 that shrinks every
         signal to a quarter of its size and the model learns markedly slower (on the
         shakespeare-char preset, val loss 1.90 instead of 1.75 after 2000 iterations).
         GPTConfig(init_std=0.02) gives GPT-2's (and nanoGPT's) initialisation exactly."""
-        std = self.config.weight_std
+        std = self.config.init_std or 1.0 / math.sqrt(self.config.n_embd)  # init_std > 0 if set
         residual_std = std / math.sqrt(2 * self.config.n_layer)
         for name, p in self.params.items():
             if name.endswith(".bias"):

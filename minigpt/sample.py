@@ -69,17 +69,11 @@ def _read_prompt(prompt: str) -> str:
 def _check_args(args) -> None:
     from minigpt.generate import validate_sampling
 
-    if args.top_p is not None and not (0.0 < args.top_p <= 1.0):
-        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.top_k is not None and args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    validate_sampling(args.temperature, args.top_k, args.top_p)  # --temperature, --top-k, --top-p
     if args.max_new_tokens < 0:
         raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
-    validate_sampling(args.temperature, args.top_k, args.top_p)  # anything left (e.g. NaN)
 
 
 def run(args) -> int:

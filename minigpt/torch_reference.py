@@ -7,8 +7,6 @@ torch is an optional dependency: import this module only where torch is installe
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -72,6 +70,8 @@ class Block(nn.Module):
 
 
 class TorchGPT(nn.Module):
+    """Built by from_minigpt, which copies every weight in: it has no initialisation of its own."""
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -79,12 +79,6 @@ class TorchGPT(nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        std = config.weight_std
-        for name, p in self.named_parameters():  # the initialisation of minigpt.model
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, std / math.sqrt(2 * config.n_layer))
-            elif p.dim() == 2:
-                nn.init.normal_(p, 0.0, std)
 
     def forward(self, idx, targets=None):
         T = idx.shape[1]

@@ -165,7 +165,7 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
-    _restart_metrics(metrics_path, keep_until=run.iteration if run.resumed else None)
+    evaluated_at = _restart_metrics(metrics_path, keep_until=run.iteration if run.resumed else None)
     eval_batches = {"train": make_eval_batches(run.train_tokens, config),
                     "val": make_eval_batches(run.val_tokens, config)}
     if run.resumed:
@@ -202,9 +202,9 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
         with stop_at_iteration_end() as stop:
             while True:
                 it = run.iteration
-                # evaluate and save: every eval_interval iterations and at the end (a resumed
-                # run has already done so at its first iteration)
-                if (it % config.eval_interval == 0 or it >= config.max_iters) and not (run.resumed and it == start_iter):
+                # evaluate and save: every eval_interval iterations and at the end, unless the
+                # run being resumed did so already (a Ctrl-C saves without evaluating)
+                if (it % config.eval_interval == 0 or it >= config.max_iters) and it != evaluated_at:
                     losses = {split: estimate_loss(model, b) for split, b in eval_batches.items()}
                     for split, value in losses.items():
                         if not math.isfinite(value):
@@ -282,20 +282,15 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
     return result
 
 
-def _restart_metrics(path: Path, keep_until: int | None) -> None:
-    """A fresh run starts an empty metrics.jsonl; a resumed one keeps the rows up to its start."""
-    if keep_until is None or not path.exists():
-        path.unlink(missing_ok=True)
-        return
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = []
-    for line in rows:
-        try:
-            if json.loads(line)["iter"] <= keep_until:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut short by a kill
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+def _restart_metrics(path: Path, keep_until: int | None) -> int | None:
+    """A fresh run starts an empty metrics.jsonl; a resumed one keeps the rows up to its
+    start. Returns the iteration of the last row kept: the last evaluation already done."""
+    from minigpt import plots
+
+    rows = [] if keep_until is None or not path.exists() else [
+        row for row in plots.read_metrics(path) if row["iter"] <= keep_until]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return rows[-1]["iter"] if rows else None
 
 
 def sample_text(model, tokenizer, max_new_tokens: int, seed: int) -> str:

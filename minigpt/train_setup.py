@@ -57,18 +57,15 @@ class TrainConfig:
     progress: bool = True  # the tqdm progress bar
 
     def validate(self) -> None:
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
-                    "eval_interval", "eval_iters")
+        """Check the training fields; the model's (n_layer, dropout, init_std, ...) are
+        checked by GPTConfig when the model is built."""
+        positive = ("block_size", "batch_size", "grad_accum", "eval_interval", "eval_iters")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_iters", "warmup_iters", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.init_std is not None and self.init_std <= 0:
-            raise ValueError(f"init_std must be positive, got {self.init_std}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
@@ -189,7 +186,8 @@ def prepare_run(config: TrainConfig, log=print) -> RunState:
     from minigpt.model import GPT, GPTConfig
 
     out_dir = Path(config.out_dir)
-    saved = checkpoint.load_state(out_dir) if config.resume else None
+    # a resumed run is the saved model, tokenizer and state, each loaded (and checked) once
+    loaded, saved_tokenizer, saved = checkpoint.load_model(out_dir) if config.resume else (None, None, None)
     if saved is not None:
         if not all(key in saved for key in ("train_config", "iteration")) or "batches" not in saved["rng"]:
             raise checkpoint.CheckpointError(
@@ -201,10 +199,7 @@ def prepare_run(config: TrainConfig, log=print) -> RunState:
     text, data_name = load_corpus(config.data, log)
     decay_iters = config.max_iters if config.lr_decay_iters is None else config.lr_decay_iters
     config = dataclasses.replace(config, data=data_name, lr_decay_iters=decay_iters)
-    if saved is not None:
-        tokenizer = data.tokenizer_from_dict(saved["tokenizer"])
-    else:
-        tokenizer = make_tokenizer(config.tokenizer, text, log)
+    tokenizer = saved_tokenizer if saved is not None else make_tokenizer(config.tokenizer, text, log)
     tokens = data.encode_corpus(text, tokenizer)  # (N,) uint16/uint32
     train_tokens, val_tokens = data.split_tokens(tokens)
     data.check_enough_tokens(train_tokens, config.block_size, f"the training split of {data_name}")
@@ -212,19 +207,19 @@ def prepare_run(config: TrainConfig, log=print) -> RunState:
 
     gpt_config = GPTConfig(tokenizer.vocab_size, config.block_size, config.n_layer, config.n_head,
                            config.n_embd, dropout=config.dropout, bias=config.bias, init_std=config.init_std)
-    model = GPT(gpt_config, seed=config.seed, dtype=np.dtype(config.dtype))
+    if loaded is None:
+        model = GPT(gpt_config, seed=config.seed, dtype=np.dtype(config.dtype))
+    elif loaded.config != gpt_config:
+        raise checkpoint.CheckpointError(f"{out_dir}: the saved model config does not match the run's")
+    else:
+        model = loaded  # its weights and its dropout generator, where they were
     optimizer = AdamW(model, lr=config.lr, betas=(config.beta1, config.beta2),
                       weight_decay=config.weight_decay)
     run = RunState(config, tokenizer, model, optimizer, np.random.default_rng([config.seed, BATCH_STREAM]),
                    train_tokens, val_tokens)
     if saved is not None:
-        loaded, _, _ = checkpoint.load_model(out_dir)
-        if loaded.config != gpt_config:
-            raise checkpoint.CheckpointError(f"{out_dir}: the saved model config does not match the run's")
-        model.flat_params[...] = loaded.flat_params
-        model.rng.bit_generator.state = saved["rng"]["model"]  # dropout masks continue
         checkpoint.load_optimizer_state(out_dir, optimizer, saved)  # m, v and step
-        run.batch_rng.bit_generator.state = saved["rng"]["batches"]  # so do the batches
+        run.batch_rng.bit_generator.state = saved["rng"]["batches"]  # the batches continue too
         run.iteration = int(saved["iteration"])
         run.best_val_loss = saved["best_val_loss"] if saved.get("best_val_loss") is not None else math.inf
         run.elapsed_before = float(saved.get("elapsed_s", 0.0))

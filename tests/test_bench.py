@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import require
 
 from minigpt.__main__ import main
@@ -25,3 +26,12 @@ def test_sample_bench_runs(capsys):
 def test_unknown_suite_is_a_clear_error(capsys):
     assert main(["bench", "nonsense"]) == 2
     assert "unknown suite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, least", [("--iters", "0", 1), ("--warmup", "-1", 0),
+                                                ("--threads", "0", 1)])
+def test_bad_counts_are_a_clear_error(capsys, flag, value, least):
+    assert main(["bench", "sample", flag, value]) == 2  # before any benchmark runs
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {flag} must be >= {least}, got {value}\n"
+    assert captured.out == ""

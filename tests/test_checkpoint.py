@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,42 +155,28 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     assert issubclass(checkpoint.CheckpointError, ValueError)
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors"])
-def test_truncated_tensor_files_are_caught(tmp_path, name):
-    model, opt, tok, _ = trained_pieces()
-    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
-    path = tmp_path / name
+def _cut_in_half(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(checkpoint.CheckpointError, match=f"{name} is truncated"):
-        checkpoint.load_model(tmp_path)
 
 
-def test_a_missing_tensor_file_is_caught(tmp_path):
-    model, opt, tok, _ = trained_pieces()
-    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
-    (tmp_path / "model.safetensors").unlink()
-    with pytest.raises(checkpoint.CheckpointError, match="incomplete: model.safetensors is missing"):
-        checkpoint.load_model(tmp_path)
-
-
-def test_corrupt_state_json_is_caught(tmp_path):
-    model, opt, tok, _ = trained_pieces()
-    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
-    path = tmp_path / "state.json"
-    path.write_text(path.read_text()[:100])
-    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
-        checkpoint.load_model(tmp_path)
-    path.write_text('{"hello": 1}')
-    with pytest.raises(checkpoint.CheckpointError, match="not a minigpt checkpoint"):
-        checkpoint.load_model(tmp_path)
-
-
-def test_a_config_that_does_not_fit_the_weights_is_caught(tmp_path):
-    model, opt, tok, _ = trained_pieces()
-    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
-    path = tmp_path / "state.json"
+def _narrow_the_config(path):
     state = json.loads(path.read_text())
     state["model_config"]["n_embd"] = 16
     path.write_text(json.dumps(state))
-    with pytest.raises(checkpoint.CheckpointError, match="does not fit its config"):
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("model.safetensors", _cut_in_half, "model.safetensors is truncated"),
+    ("optimizer.safetensors", _cut_in_half, "optimizer.safetensors is truncated"),
+    ("model.safetensors", Path.unlink, "incomplete: model.safetensors is missing"),
+    ("state.json", lambda path: path.write_text(path.read_text()[:100]), "truncated or corrupt"),
+    ("state.json", lambda path: path.write_text('{"hello": 1}'), "not a minigpt checkpoint"),
+    ("state.json", _narrow_the_config, "does not fit its config"),
+], ids=["truncated weights", "truncated optimizer", "missing weights", "truncated state",
+        "foreign state", "config does not fit"])  # fmt: skip
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, name, damage, message):
+    model, opt, tok, _ = trained_pieces()
+    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
+    damage(tmp_path / name)
+    with pytest.raises(checkpoint.CheckpointError, match=message):
         checkpoint.load_model(tmp_path)

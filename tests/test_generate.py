@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minigpt import GPT, GPTConfig
+import minigpt.generate
+from minigpt import GPT, GPTConfig, kernels
 from minigpt.generate import (
     KVCache,
     forward_with_cache,
@@ -97,6 +98,31 @@ def test_generation_with_cache_conditions_on_the_same_window_past_block_size():
         window = greedy[:, max(0, t - 6):t]
         logits, _ = model.forward(window)
         np.testing.assert_array_equal(greedy[:, t], logits[:, -1].argmax(axis=-1))
+
+
+def test_generate_feeds_only_the_new_token_while_the_window_fits(monkeypatch):
+    """The outputs alone cannot tell incremental decoding from rebuilding the cache every
+    step, so watch the calls. Prompt of 3 tokens, block_size 6, 6 new tokens (steps
+    t = 3..8 predict token t from tokens 0..t-1):
+      t=3: empty cache, the 3 prompt tokens go in at once       -> T_new 3, cache 0 -> 3
+      t=4, 5, 6: one unseen token each, the cache grows to 6    -> T_new 1, 1, 1
+      t=7, 8: 6 + 1 > block_size: reset, and rebuild from the last 6 tokens (the absolute
+              position embeddings of the cached keys no longer fit the slid window)
+                                                                -> T_new 6, 6 from length 0
+    The token sampled at the last step is never fed."""
+    real = minigpt.generate.forward_with_cache
+    calls = []  # (cache.length before the call, idx_new.shape[1])
+
+    def spy(model, idx_new, cache):
+        calls.append((cache.length, idx_new.shape[1]))
+        return real(model, idx_new, cache)
+
+    monkeypatch.setattr(minigpt.generate, "forward_with_cache", spy)
+    prompt = np.random.default_rng(11).integers(0, V, size=(2, 3))
+    out = generate(tiny_model(block_size=6), prompt, 6, rng=0)
+    assert out.shape == (2, 9)
+    assert [n for _, n in calls] == [3, 1, 1, 1, 6, 6]
+    assert [length for length, _ in calls] == [0, 3, 4, 5, 0, 0]
 
 
 def test_greedy_with_cache_equals_without_cache():
@@ -222,6 +248,17 @@ def test_top_p_renormalises_and_never_samples_outside_the_nucleus():
     assert 0.5 < np.mean(draws == 0) < 0.75  # about 0.625
 
 
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_filtered_tokens_get_exactly_zero_probability_on_every_backend(backend):
+    logits = np.random.default_rng(12).normal(size=(4, V))
+    with kernels.using(backend):
+        probs = sampling_probs(logits, temperature=0.7, top_k=3)
+    assert probs.dtype == np.float64
+    np.testing.assert_array_equal((probs > 0).sum(axis=-1), 3)
+    np.testing.assert_array_equal(probs == 0, ~top_k_mask(logits, 3))
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-14)
+
+
 def test_temperature_sharpens_and_flattens():
     logits = np.array([[2.0, 1.0, 0.0]])
     cold, warm = sampling_probs(logits, temperature=0.5), sampling_probs(logits, temperature=2.0)
@@ -275,6 +312,9 @@ def test_good_sampling_settings_pass():
 @pytest.mark.parametrize("prompt, n, message", [(np.array([[1, V]]), 1, "token ids"),
                                                  (np.array([[-1]]), 1, "token ids"),
                                                  (np.zeros((1, 0), dtype=np.int64), 1, "non-empty"),
+                                                 (np.zeros((0, 3), dtype=np.int64), 1, "non-empty"),
+                                                 (np.array([[1.0, 2.0]]), 1, "integer"),
+                                                 (np.array([1, 2]), 1, r"\(B, T\)"),
                                                  (np.array([[1]]), -1, "max_new_tokens")])
 def test_bad_generate_inputs(prompt, n, message):
     with pytest.raises(ValueError, match=message):

@@ -145,11 +145,11 @@ def test_truncated_checkpoint(checkpoint_dir, tmp_path, capsys):
 @pytest.mark.parametrize("top_p", ["0", "1.5", "-0.1", "nan"])
 def test_top_p_outside_zero_one(checkpoint_dir, capsys, top_p):
     code, out, err = sample(capsys, "--out-dir", str(checkpoint_dir), "--top-p", top_p)
-    assert_clean_error(code, out, err, "top-p", "(0, 1]")
+    assert_clean_error(code, out, err, "top_p", "(0, 1]")
 
 
 @pytest.mark.parametrize("flag, value, name", [("--temperature", "-1", "temperature"),
-                                               ("--top-k", "0", "top-k"),
+                                               ("--top-k", "0", "top_k"),
                                                ("--num-samples", "0", "num-samples")])
 def test_other_bad_settings(checkpoint_dir, capsys, flag, value, name):
     code, out, err = sample(capsys, "--out-dir", str(checkpoint_dir), flag, value)

@@ -141,16 +141,10 @@ def test_save_load_round_trip(tmp_path, trained):
     assert loaded.merges == trained.merges and loaded.special_tokens == trained.special_tokens
     assert loaded.pattern == trained.pattern
     assert loaded.encode(SAMPLE) == trained.encode(SAMPLE)
+    assert json.loads(path.read_text(encoding="utf-8"))["type"] == "bpe"
     view = (tmp_path / "tok.vocab").read_text(encoding="utf-8")
-    a, b = trained.merges[0]
     assert f"{256:6d} [{trained.decode([256])}]" in view and "<|endoftext|>" in view
     assert len(view.splitlines()) == trained.n_vocab
-
-
-def test_to_dict_is_json_and_round_trips(trained):
-    d = json.loads(json.dumps(trained.to_dict()))
-    assert d["type"] == "bpe"
-    assert Tokenizer.from_dict(d).encode(SAMPLE) == trained.encode(SAMPLE)
 
 
 def test_custom_pattern_and_no_pattern_round_trip(tmp_path):
@@ -185,6 +179,12 @@ def test_special_token_colliding_with_a_learned_token():
         Tokenizer(tok.merges, tok.pattern, {learned: 300})
     with pytest.raises(ValueError, match="already an ordinary token"):
         Tokenizer(tok.merges, tok.pattern, {"<|x|>": 299})
+
+
+def test_two_merges_spelling_the_same_bytes_are_rejected():
+    # 256 = "he", 257 = "he" + "l", 258 = "el", 259 = "h" + "el": "hel" twice
+    with pytest.raises(ValueError, match=r"token 259 \(104 258\) repeats the bytes b'hel' of token 257"):
+        Tokenizer([(104, 101), (256, 108), (101, 108), (104, 258)])
 
 
 def test_decode_rejects_ids_outside_the_vocabulary(trained):

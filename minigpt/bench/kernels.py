@@ -1,13 +1,13 @@
 """Kernel benchmarks: Numba vs the NumPy reference, hand-written matmuls vs BLAS.
 
-    python -m minigpt bench kernels            (or: python -m minigpt.bench.kernels)
+    python -m minigpt bench kernels [--iters REPEATS] [--startup]
 
 Three tables, each measured in one run so that the ratios are fair on a shared, noisy
 machine (absolute times drift; ratios taken back to back drift much less):
 
-1. Every kernel at the shapes of a small GPT (batch 12, block 64, n_embd 128, 4 heads,
-   vocab 65): the NumPy reference time, the Numba time, and the speed-up. The two are
-   timed alternately and the best of several repeats is kept for each.
+1. Every kernel at the shapes of the training benchmark (its shakespeare-char preset and
+   batch size): the NumPy reference time, the Numba time, and the speed-up. The two are
+   timed alternately and the best of --iters repeats (default 7) is kept for each.
 2. The hand-written matmuls (naive, blocked, parallel) in GFLOP/s against np.matmul
    (BLAS sgemm) on the MLP's shape and on a square matrix.
 3. With --startup: the wall time of a fresh Python process that calls every Numba kernel
@@ -16,7 +16,7 @@ machine (absolute times drift; ratios taken back to back drift much less):
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
 import subprocess
 import sys
@@ -27,15 +27,15 @@ import numpy as np
 
 from minigpt import kernels
 from minigpt.bench import seconds
+from minigpt.bench.train import BATCH_SIZE, PRESET
 from minigpt.kernels import matmul_by_hand, numba_kernels, reference
+from minigpt.model import parameter_shapes
 
-GPT_SHAPES = dict(B=12, T=64, C=128, H=4, V=65)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per kernel")
-    parser.add_argument("--startup", action="store_true",
-                        help="also time cold vs warm Numba start-up (compiles everything, ~40 s)")
+# The training benchmark's shapes (importing its module does not import torch: PyTorch
+# runs in a child process there).
+GPT_SHAPES = {"B": BATCH_SIZE, "T": PRESET.block_size, "C": PRESET.n_embd, "H": PRESET.n_head,
+              "V": PRESET.vocab_size}
+DEFAULT_REPEATS = 7
 
 
 def best_time(fn, number):
@@ -93,7 +93,7 @@ def kernel_cases(dtype=np.float32, seed=0):
     _, probs = reference.cross_entropy_forward(logits, targets)
     dlosses = np.full(B * T, 1.0 / (B * T), dtype=dtype)
     idx = rng.integers(0, V, (B, T))
-    n_params = 4 * (12 * C * C + 13 * C) + V * C + T * C + 2 * C  # the small GPT's count
+    n_params = sum(math.prod(s) for s in parameter_shapes(PRESET).values())  # the preset's count
     params, grads = randn(n_params), randn(n_params)
     m, v2, decay = np.zeros_like(params), np.zeros_like(params), np.ones_like(params)
 
@@ -191,20 +191,13 @@ def startup_table():
 
 
 def run(args) -> int:
-    # `--iters` of `python -m minigpt bench` and `--repeats` here mean the same thing
-    repeats = getattr(args, "iters", None) or getattr(args, "repeats", None) or 7
+    repeats = args.iters or DEFAULT_REPEATS
     import numba
 
     print(f"numba {numba.__version__}, numpy {np.__version__}, "
           f"{numba.get_num_threads()} Numba threads\n")
     kernel_table(repeats)
     matmul_table(repeats)
-    if getattr(args, "startup", False):
+    if args.startup:
         startup_table()
     return 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))

@@ -1,18 +1,17 @@
 """Tokenizer benchmark: training time, and encoding speed against tiktoken in the same run.
 
-    python -m minigpt bench tokenizer
+    python -m minigpt bench tokenizer [--iters REPEATS]
 
 Reports (machines are shared and noisy, so compare the ratios taken in one run):
 - training a 1024-token vocabulary on Tiny Shakespeare with the fast trainer, and the
   fast trainer against the naive one on a slice both can finish quickly;
 - encoding MB/s for GPT-2 and cl100k_base, ours against tiktoken on the same text and
-  merges, best of `repeats`. Ours is timed twice: "cold" starts each pass with an empty
-  pre-token cache, "warm" re-encodes with the cache full (tiktoken has no such cache).
+  merges, best of --iters repeats (default 3). Ours is timed twice: "cold" starts each
+  pass with an empty pre-token cache, "warm" re-encodes with the cache full (tiktoken
+  has no such cache).
 """
 
 from __future__ import annotations
-
-import argparse
 
 from minigpt.bench import seconds
 from minigpt.tokenizer import GPT2_PATTERN, Tokenizer, cl100k_base, gpt2
@@ -24,8 +23,8 @@ def _seconds(fn, repeats: int = 1) -> float:
 
 
 def bench_training(text: str) -> None:
-    seconds = _seconds(lambda: Tokenizer.train(text, 1024))
-    print(f"train vocab 1024 on {len(text):,} chars (fast trainer): {seconds:6.2f} s")
+    elapsed = _seconds(lambda: Tokenizer.train(text, 1024))
+    print(f"train vocab 1024 on {len(text):,} chars (fast trainer): {elapsed:6.2f} s")
     piece = text[:100_000]
     fast = _seconds(lambda: Tokenizer.train(piece, 256 + 64))
     naive = _seconds(lambda: Tokenizer.train(piece, 256 + 64, naive=True))
@@ -85,10 +84,13 @@ def _tiktoken_cl100k():
         return None
 
 
-def run(args: argparse.Namespace | None = None) -> int:
+DEFAULT_REPEATS = 3
+
+
+def run(args) -> int:
     from minigpt.data import load_text
 
-    repeats = getattr(args, "repeats", None) or 3
+    repeats = args.iters or DEFAULT_REPEATS
     text = load_text("shakespeare")
     print(f"Tiny Shakespeare: {len(text.encode('utf-8')) / 1e6:.2f} MB")
     bench_training(text)
@@ -102,11 +104,3 @@ def run(args: argparse.Namespace | None = None) -> int:
     bench_encoding("ours-1k", lambda: Tokenizer.from_dict(trained.to_dict()),
                    lambda: _tiktoken_from(trained), text, repeats)
     return 0
-
-
-def main() -> int:
-    return run(argparse.Namespace())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

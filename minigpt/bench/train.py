@@ -55,13 +55,12 @@ def minigpt_trainer(config, seed=0):
 
 
 def torch_trainer(model, threads):
-    """The PyTorch twin of minigpt_trainer, from the same initial weights; None without torch."""
-    try:
-        import torch
+    """The PyTorch twin of minigpt_trainer, from the same initial weights. Runs in the
+    child process (torch_worker), which has imported torch already."""
+    import torch
 
-        from minigpt.torch_reference import from_minigpt
-    except ImportError:
-        return None
+    from minigpt.torch_reference import from_minigpt
+
     torch.set_num_threads(threads)
     torch_model = from_minigpt(model).train()
     params = [p for p in torch_model.parameters() if p.requires_grad]

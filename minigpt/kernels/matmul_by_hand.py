@@ -25,16 +25,17 @@ block sizes (the last tile in each direction is simply smaller).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
+
+from minigpt.kernels.jit import parallel_jit, serial_jit
 
 BLOCK_M = 64  # rows of A (and C) per tile
 BLOCK_K = 128  # shared dimension per tile: a BLOCK_K x BLOCK_N tile of B stays in cache
 BLOCK_N = 256  # columns of B (and C) per tile; one row of it is 1 KB in float32
 
 
-@numba.njit(cache=True, fastmath=False)
+@serial_jit
 def _naive(a, b, out):
     M, K = a.shape
     N = b.shape[1]
@@ -46,7 +47,7 @@ def _naive(a, b, out):
             out[i, j] = total
 
 
-@numba.njit(cache=True, fastmath=False)
+@serial_jit
 def _accumulate_tile(a, b, out, i0, i1, k0, k1, j0, j1):
     """out[i0:i1, j0:j1] += a[i0:i1, k0:k1] @ b[k0:k1, j0:j1], in i-k-j order."""
     for i in range(i0, i1):
@@ -60,7 +61,7 @@ def _accumulate_tile(a, b, out, i0, i1, k0, k1, j0, j1):
                 out_row[j] += a_ik * b_row[j]
 
 
-@numba.njit(cache=True, fastmath=False)
+@serial_jit
 def _blocked(a, b, out):
     M, K = a.shape
     N = b.shape[1]
@@ -72,7 +73,7 @@ def _blocked(a, b, out):
                                  j0, min(j0 + BLOCK_N, N))
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@parallel_jit
 def _parallel(a, b, out):
     M, K = a.shape
     N = b.shape[1]

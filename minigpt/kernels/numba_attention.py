@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-parallel_jit = numba.njit(cache=True, fastmath=False, parallel=True)
+from minigpt.kernels.jit import parallel_jit
 
 
 @parallel_jit

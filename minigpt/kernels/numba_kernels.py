@@ -21,9 +21,7 @@ and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
   already converted to it (a bare Python float literal is a float64 in Numba and would
   silently promote every float32 operation to float64, which is half the speed).
 
-Every kernel is compiled with `cache=True` (the machine code is saved next to this file,
-so later runs skip compilation) and `fastmath=False` (no reordering of float operations,
-so results match the reference closely and NaNs/infs behave as in NumPy).
+Why every kernel is compiled with `cache=True` and `fastmath=False`: see `jit.py`.
 """
 
 from __future__ import annotations
@@ -35,10 +33,11 @@ import numpy as np
 from numba import prange
 
 from minigpt.kernels import reference
+from minigpt.kernels.jit import parallel_jit, serial_jit
 from minigpt.kernels.numba_adamw import adamw_update
 from minigpt.kernels.numba_attention import attention_backward, attention_forward
 from minigpt.kernels.numba_reductions import row_dot, row_sum, row_sum_of_squares
-from minigpt.kernels.reference import GELU_COEFF, LAYERNORM_EPS
+from minigpt.kernels.reference import GELU_COEFF, GELU_CUBIC, LAYERNORM_EPS
 
 __all__ = [
     "LAYERNORM_EPS", "matmul", "softmax_forward", "softmax_backward", "layernorm_forward",
@@ -46,9 +45,6 @@ __all__ = [
     "cross_entropy_backward", "attention_forward", "attention_backward",
     "embedding_backward", "adamw_update",
 ]
-
-serial_jit = numba.njit(cache=True, fastmath=False)
-parallel_jit = numba.njit(cache=True, fastmath=False, parallel=True)
 
 # BLAS (np.matmul) runs near the machine's peak; no hand-written loop here beats it, so the
 # default path keeps it. The hand-written Numba matmuls, and the lesson of why BLAS wins,
@@ -220,7 +216,7 @@ def _gelu_exponents_of(flat):
     """exp(-2u) for every element, computed as described above."""
     t = flat.dtype.type  # constants in the data's dtype (see the module docstring)
     e = np.empty_like(flat)
-    _gelu_exponents(flat, e, t(GELU_COEFF), t(0.044715), t(-2.0), t(80.0))
+    _gelu_exponents(flat, e, t(GELU_COEFF), t(GELU_CUBIC), t(-2.0), t(80.0))
     np.exp(e, out=e)
     return e
 
@@ -239,7 +235,7 @@ def gelu_backward(dy, x):
     dy_flat = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1)
     dx = _gelu_exponents_of(flat)
     t = flat.dtype.type
-    _gelu_backward_finish(dy_flat, flat, dx, t(GELU_COEFF), t(3 * 0.044715), t(1.0), t(2.0))
+    _gelu_backward_finish(dy_flat, flat, dx, t(GELU_COEFF), t(3 * GELU_CUBIC), t(1.0), t(2.0))
     return dx.reshape(x.shape)
 
 

@@ -11,9 +11,7 @@ All sums are accumulated in float64, even for float32 data, so long rows lose no
 
 from __future__ import annotations
 
-import numba
-
-serial_jit = numba.njit(cache=True, fastmath=False)
+from minigpt.kernels.jit import serial_jit
 
 
 @serial_jit

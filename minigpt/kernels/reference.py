@@ -20,6 +20,7 @@ import numpy as np
 
 LAYERNORM_EPS = 1e-5
 GELU_COEFF = math.sqrt(2.0 / math.pi)
+GELU_CUBIC = 0.044715
 
 
 # --- matmul -----------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def layernorm_forward(x, weight, bias, eps=LAYERNORM_EPS):
     mean = x.mean(axis=-1)
     centered = x - mean[..., None]
     var = (centered * centered).mean(axis=-1)
-    rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    rstd = 1.0 / np.sqrt(var + eps)
     xhat = centered * rstd[..., None]
     return xhat * weight + bias, mean, rstd
 
@@ -82,18 +83,21 @@ def layernorm_backward(dout, x, weight, mean, rstd):
 # --- GELU, tanh approximation (as GPT-2) ------------------------------------------------
 
 
+def _gelu_u(x):
+    """u = sqrt(2/pi) (x + 0.044715 x^3), the argument of GELU's tanh."""
+    return GELU_COEFF * (x + GELU_CUBIC * x * x * x)  # x*x*x: float32 x**3 goes through slow powf
+
+
 def gelu_forward(x):
     """gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)."""
-    u = GELU_COEFF * (x + 0.044715 * x * x * x)  # x*x*x: float32 x**3 goes through slow powf
-    return 0.5 * x * (1.0 + np.tanh(u))
+    return 0.5 * x * (1.0 + np.tanh(_gelu_u(x)))
 
 
 def gelu_backward(dy, x):
     """d gelu/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx,
     du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    u = GELU_COEFF * (x + 0.044715 * x * x * x)  # x*x*x: float32 x**3 goes through slow powf
-    t = np.tanh(u)
-    du_dx = GELU_COEFF * (1.0 + 3.0 * 0.044715 * x * x)
+    t = np.tanh(_gelu_u(x))
+    du_dx = GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * x * x)
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
 
 
@@ -105,14 +109,15 @@ def cross_entropy_forward(logits, targets, ignore_index=-100):
 
     logits (N, V), targets (N,) integers. Rows whose target is ignore_index get loss 0.
     Returns losses (N,) and probs (N, V)."""
-    probs = softmax_forward(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # the softmax, kept in its parts
+    e = np.exp(shifted)
+    total = e.sum(axis=-1)
+    probs = e / total[:, None]
     valid = targets != ignore_index
     safe_targets = np.where(valid, targets, 0)
-    # log of the max-shifted softmax, computed from logits directly so tiny probs stay exact
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=-1))
-    log_picked = shifted[np.arange(len(targets)), safe_targets] - log_norm
-    losses = np.where(valid, -log_picked, 0.0).astype(logits.dtype)
+    # log softmax from the shifted logits, not log(probs), so tiny probabilities stay exact
+    log_picked = shifted[np.arange(len(targets)), safe_targets] - np.log(total)
+    losses = np.where(valid, -log_picked, 0.0)
     return losses, probs
 
 
@@ -140,7 +145,7 @@ def attention_forward(q, k, v, dropout_mask=None):
     scores = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(hs))  # (B, H, T, T)
     future = np.triu(np.ones((T, T), dtype=bool), k=1)
     scores = np.where(future, -np.inf, scores)
-    att = softmax_forward(scores).astype(q.dtype)
+    att = softmax_forward(scores)
     att_dropped = att if dropout_mask is None else att * dropout_mask
     return att_dropped @ v, att
 

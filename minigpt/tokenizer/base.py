@@ -16,8 +16,8 @@ import json
 from itertools import chain
 from pathlib import Path
 
-from minigpt.tokenizer.encode import merge_piece
-from minigpt.tokenizer.patterns import compile_pattern, resolve_pattern, special_regex
+from minigpt.tokenizer.encode import LONG_PIECE, merge_long_piece, merge_piece
+from minigpt.tokenizer.patterns import pre_split, resolve_pattern, special_regex
 
 FORMAT_VERSION = 1
 CACHE_LIMIT = 200_000  # pre-tokens remembered by encode; plenty for a corpus, bounded for a stream
@@ -37,20 +37,21 @@ class Tokenizer:
         if sorted(self.byte_order) != list(range(256)):
             raise ValueError("byte_order must list each of the 256 byte values exactly once")
         self.merges = [(int(a), int(b)) for a, b in merges]
-        # the bytes of every ordinary token, in id order
+        # the bytes of every ordinary token, in id order, and the way back (bytes -> id)
         token_bytes = [bytes([b]) for b in self.byte_order]
+        ranks = {token: rank for rank, token in enumerate(token_bytes)}
         for i, (a, b) in enumerate(self.merges):
-            if not (0 <= a < len(token_bytes) and 0 <= b < len(token_bytes)):
-                raise ValueError(f"merge {i} ({a} {b}) uses a token that does not exist before id {256 + i}")
-            token_bytes.append(token_bytes[a] + token_bytes[b])
-        self.ranks = {token: rank for rank, token in enumerate(token_bytes)}  # bytes -> id
-        if len(self.ranks) != len(token_bytes):
-            seen = set()
-            dup = next(i for i, t in enumerate(token_bytes) if t in seen or seen.add(t))
-            raise ValueError(f"token {dup} repeats the bytes {token_bytes[dup]!r} of an earlier token")
+            new_id = 256 + i
+            if not (0 <= a < new_id and 0 <= b < new_id):
+                raise ValueError(f"merge {i} ({a} {b}) uses a token that does not exist before id {new_id}")
+            token = token_bytes[a] + token_bytes[b]
+            if token in ranks:  # encoding finds tokens by their bytes, so they must be unique
+                raise ValueError(f"token {new_id} ({a} {b}) repeats the bytes {token!r} of token {ranks[token]}")
+            token_bytes.append(token)
+            ranks[token] = new_id
         self.token_bytes = token_bytes
+        self.ranks = ranks
         self.pattern = resolve_pattern(pattern)
-        self._pattern_regex = compile_pattern(self.pattern) if self.pattern is not None else None
         self.special_tokens = self._check_specials(special_tokens or {})
         self.decoder = dict(enumerate(token_bytes))  # id -> bytes, specials included
         self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
@@ -108,7 +109,7 @@ class Tokenizer:
             return self._encode_ordinary(text)
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        pieces = self._pattern_regex.findall(text) if self._pattern_regex else ([text] if text else [])
+        pieces = pre_split(text, self.pattern)
         # the cache hands back each piece's ids, running BPE only for pieces it has not seen
         return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
 
@@ -118,6 +119,8 @@ class Tokenizer:
         rank = self.ranks.get(piece)
         if rank is not None:  # most common pieces are already one token
             return (rank,)
+        if len(piece) >= LONG_PIECE:  # the scan is O(n^2); the heap version scales
+            return tuple(merge_long_piece(piece, self.ranks))
         return tuple(merge_piece(piece, self.ranks))
 
     def encode(self, text: str, allowed_special=frozenset(), disallowed_special="all") -> list[int]:

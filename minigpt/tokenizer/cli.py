@@ -112,8 +112,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def view(tokenizer: Tokenizer, ids: list[int], colour: bool = True) -> str:
     """The text of `ids`, each token on its own coloured background (or separated by |)."""
-    pieces = [render(tokenizer.decode_bytes([i])) if i not in tokenizer.special_tokens.values()
-              else tokenizer.decode([i]) for i in ids]
+    pieces = [render(tokenizer.decode_bytes([i])) for i in ids]
     if not colour:
         return "|".join(pieces)
     return "".join(f"{COLOURS[k % len(COLOURS)]}{p}{RESET}" for k, p in enumerate(pieces))

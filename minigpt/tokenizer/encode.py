@@ -5,10 +5,11 @@ token, join the one with the lowest rank (the leftmost, if several share it); re
 no neighbours join. Ranks are token ids, and an earlier merge has a lower id, so this
 replays the training merges in the order they were learned.
 
-`merge_piece` is the plain version: each step scans all joins, O(n^2) for n bytes, which
-is fastest for the short pieces of real text. A piece can also be long (ten thousand
-spaces, a text with no pre-split): `merge_long_piece` keeps the joins in a heap and the
-parts in a linked list, O(n log n), with the same answer.
+`merge_piece` is that rule written out: each step scans all joins, O(n^2) for n bytes,
+which is also fastest for the short pieces of real text. A piece can be long (ten thousand
+spaces, a text with no pre-split), where O(n^2) hurts: `merge_long_piece` gives the same
+answer in O(n log n), keeping the joins in a heap and the parts in a linked list.
+`Tokenizer._encode_piece` uses it for pieces of LONG_PIECE bytes or more.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ LONG_PIECE = 64  # bytes; from about here on the heap version is faster
 
 def merge_piece(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     """Token ids of `piece` (which is not itself a token), with an O(n^2) scan."""
-    if len(piece) >= LONG_PIECE:
-        return merge_long_piece(piece, ranks)
     never = len(ranks)  # ranks after every real token: "cannot join"
     parts = [piece[i : i + 1] for i in range(len(piece))]
     # join_ranks[i] = rank of parts[i] + parts[i + 1]

