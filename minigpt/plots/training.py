@@ -1,11 +1,4 @@
-"""Figures shared by the command line and the notebooks.
-
-Each function builds and returns a matplotlib `Figure` (and saves it when given a path).
-Figures are made with `matplotlib.figure.Figure` rather than pyplot, so no window or
-display is ever needed (the command line writes PNGs on headless machines), nothing is
-kept in pyplot's global list of open figures, and a notebook shows the returned figure
-when it is the last expression of a cell.
-"""
+"""Figures of training: loss curves, several runs compared, the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -13,6 +6,10 @@ import json
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+from minigpt.plots.base import finish, new_figure
+
+__all__ = ["read_metrics", "plot_losses", "compare_val_losses", "plot_lr_schedule"]
 
 
 def read_metrics(path) -> list[dict]:
@@ -32,8 +29,7 @@ def _rows(metrics) -> list[dict]:
 
 def _curves(curves: dict, ylabel: str, title: str, out_png) -> Figure:
     """curves: {label: (rows, key)}, each drawn as rows[i][key] against rows[i]["iter"]."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = new_figure(6, 4)
     for label, (rows, key) in curves.items():
         ax.plot([row["iter"] for row in rows], [row[key] for row in rows], marker="o", markersize=3, label=label)
     ax.set_xlabel("iteration")
@@ -41,9 +37,7 @@ def _curves(curves: dict, ylabel: str, title: str, out_png) -> Figure:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    if out_png is not None:
-        fig.savefig(out_png, dpi=120)
-    return fig
+    return finish(fig, out_png)
 
 
 def plot_losses(metrics, out_png=None, title: str | None = None) -> Figure:
@@ -70,14 +64,11 @@ def plot_lr_schedule(warmup: int, lr_decay_iters: int, lr: float, min_lr: float,
     from minigpt.optim import lr_at
 
     iters = range((max_iters or lr_decay_iters) + 1)
-    fig = Figure(figsize=(6, 3), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = new_figure(6, 3)
     ax.plot(iters, [lr_at(it, warmup, lr_decay_iters, lr, min_lr) for it in iters])
     ax.axvline(warmup, color="grey", linestyle=":", label=f"end of warm-up ({warmup})")
     ax.set_xlabel("iteration")
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3)
     ax.legend()
-    if out_png is not None:
-        fig.savefig(out_png, dpi=120)
-    return fig
+    return finish(fig, out_png)

@@ -1,0 +1,234 @@
+"""The course's grading machinery (minigpt.course), on a small chapter made in a temp folder.
+
+The real chapters' graders are tested in test_chapters.py; here the machinery itself:
+stubs from solutions, the report's three verdicts and its messages, several files, a
+grade book, timeouts, and the command's exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from minigpt.course.stubs import StubError, exercise_names, make_stubs
+
+SOLUTIONS = '''\
+"""Chapter 9, a chapter made for the tests: three small exercises."""
+import time
+
+import numpy as np
+
+
+def double(x):
+    """Return 2 x."""
+    # BEGIN SOLUTION
+    # HINT: multiply by two
+    return 2 * x
+    # END SOLUTION
+
+
+def square_backward(dout, x):
+    """The gradient of sum(x**2 * dout) with respect to x."""
+    # BEGIN SOLUTION
+    # HINT: d(x^2)/dx = 2x
+    return 2 * x * dout
+    # END SOLUTION
+
+
+def first_item(items):
+    """Return items[0]; may be slow on purpose in the tests."""
+    # BEGIN SOLUTION
+    # HINT: index zero
+    return items[0]
+    # END SOLUTION
+'''
+
+GRADER = '''\
+import numpy as np
+
+from minigpt.course import checks
+from minigpt.course.grading import ex, exercise
+
+
+@exercise("double")
+def test_double_on_a_vector(ex):
+    x = np.arange(5.0)
+    checks.expect_close("double(x)", ex.double(x), 2 * x)
+
+
+@exercise("square_backward")
+def test_square_backward_against_finite_differences(ex):
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    checks.expect_gradients(lambda x: (x * x, x), lambda dout, x: ex.square_backward(dout, x), (x,), ("dx",))
+
+
+@exercise("first_item")
+def test_first_item(ex):
+    checks.expect_equal("first_item", ex.first_item([7, 8, 9]), 7)
+'''
+
+
+@pytest.fixture
+def chapter(tmp_path):
+    folder = tmp_path / "chapters" / "09-testing"
+    folder.mkdir(parents=True)
+    (folder / "solutions.py").write_text(SOLUTIONS)
+    (folder / "exercises.py").write_text(make_stubs(SOLUTIONS))
+    (folder / "test_exercises.py").write_text(GRADER)
+    return folder
+
+
+def grade(chapter, *args, timeout=60):
+    env = {**os.environ, "MINIGPT_CHAPTERS_DIR": str(chapter.parent)}
+    done = subprocess.run([sys.executable, "-m", "minigpt", "grade", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=chapter.parent)
+    return done.returncode, done.stdout + done.stderr
+
+
+def verdicts(output) -> dict[str, str]:
+    """{exercise name: the rest of its report line}."""
+    found = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0][:1].isdigit() and "." in parts[0]:
+            found[parts[1]] = line.split("..", 1)[1].lstrip(". ")
+    return found
+
+
+def submission(tmp_path, replacement: str, name="submission.py"):
+    """The solutions with one function replaced (defined again at the end of the file)."""
+    path = tmp_path / name
+    path.write_text(SOLUTIONS + "\n\n" + textwrap.dedent(replacement))
+    return path
+
+
+# --- stubs -----------------------------------------------------------------------------
+
+
+def test_stubs_keep_everything_but_the_answers():
+    stubs = make_stubs(SOLUTIONS)
+    assert "return 2 * x" not in stubs and "# BEGIN SOLUTION" not in stubs
+    assert "    raise NotImplementedError('multiply by two')\n" in stubs
+    assert '"""Return 2 x."""' in stubs and "import numpy as np" in stubs
+    assert exercise_names(SOLUTIONS) == ["double", "square_backward", "first_item"]
+
+
+@pytest.mark.parametrize("broken, problem", [
+    (SOLUTIONS.replace("    # HINT: multiply by two\n", ""), "HINT"),
+    (SOLUTIONS.replace("    # END SOLUTION\n", "", 1), "cannot nest"),
+    (SOLUTIONS.rsplit("    # END SOLUTION\n", 1)[0], "never closed"),
+    (SOLUTIONS + "# END SOLUTION\n", "without a '# BEGIN SOLUTION'"),
+    (SOLUTIONS + "# BEGIN SOLUTION\n# HINT: x\nx = 1\n# END SOLUTION\n", "inside a function"),
+])  # fmt: skip
+def test_malformed_solutions_are_refused_with_the_line(broken, problem):
+    with pytest.raises(StubError, match=problem):
+        make_stubs(broken)
+
+
+# --- the three verdicts ------------------------------------------------------------------
+
+
+def test_the_solutions_pass_and_the_command_exits_0(chapter):
+    code, output = grade(chapter, "09", "--solutions")
+    assert code == 0, output
+    assert verdicts(output) == {"double": "passed", "square_backward": "passed", "first_item": "passed"}
+    assert "3 of 3 exercises passed." in output
+
+
+def test_the_untouched_stubs_are_not_attempted(chapter):
+    code, output = grade(chapter, "9")  # default: the chapter's exercises.py
+    assert code == 1
+    assert set(verdicts(output).values()) == {"not attempted (it still raises NotImplementedError)"}
+    assert len(verdicts(output)) == 3
+
+
+def test_a_gradient_off_by_a_factor_says_by_how_much(chapter, tmp_path):
+    wrong = submission(tmp_path, "def square_backward(dout, x):\n    return 3 * x * dout\n")
+    code, output = grade(chapter, "09", "--file", str(wrong))
+    found = verdicts(output)
+    assert code == 1
+    assert found["double"] == "passed" and found["first_item"] == "passed"
+    assert found["square_backward"].startswith("wrong: dx: relative error 2.0e-01 against finite differences, bar 1e-07")
+    assert "about 1.5 times the true gradient" in found["square_backward"]
+
+
+def test_an_exception_in_the_students_code_names_its_line(chapter, tmp_path):
+    wrong = submission(tmp_path, "def first_item(items):\n    return items[5]\n")
+    line = len((SOLUTIONS + "\n\n").splitlines()) + 2
+    code, output = grade(chapter, "09", "--file", str(wrong))
+    assert verdicts(output)["first_item"] == f"wrong: raised IndexError: list index out of range (submission.py line {line})"
+
+
+def test_a_file_that_does_not_import_fails_every_exercise_with_the_reason(chapter, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def double(x):\n    return 2 *\n")
+    code, output = grade(chapter, "09", "--file", str(broken))
+    assert code == 1
+    assert set(verdicts(output).values()) == {
+        "wrong: broken.py does not import: SyntaxError: invalid syntax (broken.py, line 2)"}
+
+
+def test_a_missing_function_is_named(chapter, tmp_path):
+    partial = tmp_path / "partial.py"
+    partial.write_text(SOLUTIONS.split("def square_backward")[0])
+    code, output = grade(chapter, "09", "--file", str(partial))
+    assert verdicts(output)["square_backward"].startswith("wrong: partial.py has no function square_backward")
+    assert verdicts(output)["double"] == "passed"
+
+
+def test_an_endless_answer_times_out_and_the_rest_is_still_graded(chapter, tmp_path):
+    slow = submission(tmp_path, "def first_item(items):\n    time.sleep(30)\n    return items[0]\n")
+    line = len((SOLUTIONS + "\n\n").splitlines()) + 2  # the sleep
+    code, output = grade(chapter, "09", "--file", str(slow), "--timeout", "1")
+    assert verdicts(output)["first_item"] == f"wrong: raised TimeoutError: did not finish within 1 s (submission.py line {line})"
+    assert verdicts(output)["double"] == "passed"
+
+
+# --- an instructor's tools -------------------------------------------------------------------
+
+
+def test_many_submissions_into_one_grade_book(chapter, tmp_path):
+    good = submission(tmp_path, "", name="alice.py")
+    bad = submission(tmp_path, "def double(x):\n    return x + x + 1\n", name="bob.py")
+    book = tmp_path / "grades.csv"
+    code, output = grade(chapter, "09", "--file", str(good), str(bad), "--report", str(book))
+    assert code == 1
+    assert "1 of 2 files passed every exercise." in output
+    rows = list(csv.reader(book.open()))
+    assert rows[0] == ["file", "passed", "of", "double", "square_backward", "first_item"]
+    assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]
+    assert rows[2][:4] == [str(bad), "2", "3", rows[2][3]] and rows[2][3].startswith("wrong: double(x): relative error")
+
+
+def test_only_grades_the_named_exercises_and_json_reports_them(chapter, tmp_path):
+    report = tmp_path / "report.json"
+    code, output = grade(chapter, "09", "--only", "double", "--solutions", "--report", str(report))
+    assert code == 0
+    assert list(verdicts(output)) == ["double"]
+    assert json.loads(report.read_text()) == {
+        str(chapter / "solutions.py"): [{"number": "9.1", "name": "double", "status": "passed", "message": ""}]}
+    code, output = grade(chapter, "09", "--only", "triple")
+    assert code == 2 and "has no exercise triple" in output
+
+
+def test_write_stubs_never_overwrites_a_students_work_unless_forced(chapter):
+    (chapter / "exercises.py").write_text(make_stubs(SOLUTIONS) + "# my work\n")
+    code, output = grade(chapter, "09", "--write-stubs")
+    assert code == 1 and "--force" in output
+    assert (chapter / "exercises.py").read_text().endswith("# my work\n")
+    code, _ = grade(chapter, "09", "--write-stubs", "--force")
+    assert code == 0 and (chapter / "exercises.py").read_text() == make_stubs(SOLUTIONS)
+
+
+def test_unknown_chapters_and_untagged_grader_tests_are_errors(chapter):
+    code, output = grade(chapter, "42")
+    assert code == 2 and "no chapter '42'" in output and "09-testing" in output
+    with open(chapter / "test_exercises.py", "a") as f:
+        f.write("\ndef test_without_a_mark(ex):\n    pass\n")
+    code, output = grade(chapter, "09", "--solutions")
+    assert code != 0 and "not marked with an exercise" in output
