@@ -71,6 +71,24 @@ def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def count_params(config: GPTConfig) -> int:
+    """Number of parameters of a model of this config, without allocating it (so GPT-3's
+    175B can be counted): the sum of parameter_shapes. The tied head is counted once, as it
+    is stored once (it is wte)."""
+    return sum(math.prod(shape) for shape in parameter_shapes(config).values())
+
+
+def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
+    """Training FLOPs per token (forward + backward) of a model of this config, the estimate
+    of the PaLM paper: 6 per weight (2 forward, 4 backward: a multiply and an add each) plus
+    attention's 12 * n_layer * C * T for the scores and weighted sums, T = seq_len or
+    block_size. Position embeddings do no matmul work, so they are left out; wte is counted
+    once, for the head's matmul (its lookup does no arithmetic)."""
+    T = seq_len or config.block_size
+    weights = count_params(config) - config.block_size * config.n_embd  # all but wpe
+    return 6 * weights + 12 * config.n_layer * config.n_embd * T
+
+
 class GPT:
     def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32):
         self.config = config
@@ -148,16 +166,11 @@ class GPT:
 
     def num_params(self) -> int:
         """Number of parameters (the tied head counted once, as it is stored once)."""
-        return self.flat_params.size
+        return count_params(self.config)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token (forward + backward), the estimate of the PaLM paper:
-        6 per weight (2 forward, 4 backward: a multiply and an add each) plus attention's
-        12 * n_layer * C * T for the scores and weighted sums. Position embeddings do no
-        matmul work, so they are left out."""
-        T = seq_len or self.config.block_size
-        weights = self.num_params() - self.params["wpe.weight"].size
-        return 6 * weights + 12 * self.config.n_layer * self.config.n_embd * T
+        """Training FLOPs per token: the module-level flops_per_token of this model's config."""
+        return flops_per_token(self.config, seq_len)
 
     def load_params(self, named_arrays) -> None:
         """Copy arrays into the parameter buffer, checking that names and shapes match."""

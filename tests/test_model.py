@@ -1,10 +1,13 @@
 """The whole GPT: gradients, accumulation, the flat buffer, tied weights, and bad input."""
 
+import math
+
 import numpy as np
 import pytest
 
 from minigpt import GPT, GPTConfig, kernels
 from minigpt.gradcheck import check_model, tiny_model_case
+from minigpt.model import count_params, flops_per_token, parameter_shapes
 
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
@@ -145,6 +148,48 @@ def test_flops_per_token_estimate():
     model = GPT(config)
     n = model.num_params() - 64 * 128
     assert model.flops_per_token() == 6 * n + 12 * 4 * 128 * 64
+
+
+def test_count_params_needs_no_model_and_equals_the_allocated_buffer():
+    for bias in (True, False):
+        config = GPTConfig(vocab_size=37, block_size=11, n_layer=3, n_head=2, n_embd=10, bias=bias)
+        model = GPT(config)
+        assert count_params(config) == model.num_params() == model.flat_params.size
+        assert flops_per_token(config, 7) == model.flops_per_token(7)
+        assert flops_per_token(config) == model.flops_per_token() == flops_per_token(config, 11)
+
+
+# OpenAI's GPT-2 small checkpoint (Hugging Face "gpt2", model.safetensors): its tensors and
+# their shapes as stored, written out by hand here, not derived from minigpt's code.
+GPT2_SMALL_CHECKPOINT = {
+    "wte.weight": (50257, 768), "wpe.weight": (1024, 768), "ln_f.weight": (768,), "ln_f.bias": (768,),
+    **{f"h.{i}.{name}": shape for i in range(12) for name, shape in {
+        "ln_1.weight": (768,), "ln_1.bias": (768,), "attn.c_attn.weight": (768, 2304), "attn.c_attn.bias": (2304,),
+        "attn.c_proj.weight": (768, 768), "attn.c_proj.bias": (768,), "ln_2.weight": (768,), "ln_2.bias": (768,),
+        "mlp.c_fc.weight": (768, 3072), "mlp.c_fc.bias": (3072,), "mlp.c_proj.weight": (3072, 768),
+        "mlp.c_proj.bias": (768,)}.items()},
+}  # fmt: skip
+
+
+def test_gpt2_and_gpt3_counts_equal_the_published_ones():
+    checkpoint_total = sum(math.prod(shape) for shape in GPT2_SMALL_CHECKPOINT.values())
+    assert checkpoint_total == 124_439_808
+    gpt2 = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+    assert parameter_shapes(gpt2) == GPT2_SMALL_CHECKPOINT
+    assert count_params(gpt2) == checkpoint_total
+    # transformers' num_parameters() of the released gpt2-medium, -large and -xl checkpoints
+    for n_layer, n_head, n_embd, published in ((24, 16, 1024, 354_823_168), (36, 20, 1280, 774_030_080),
+                                               (48, 25, 1600, 1_557_611_200)):
+        config = GPTConfig(vocab_size=50257, block_size=1024, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+        assert count_params(config) == published
+    # GPT-3 175B (Brown et al. 2020): Table D.1 gives 174,600M parameters and 3.14e23 training
+    # FLOPs for 300B tokens, i.e. 6 N per token (the attention term, 2.8% here, left out)
+    gpt3 = GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, n_embd=12288)
+    n = count_params(gpt3)
+    assert round(n / 1e8) == 1746
+    paper_flops_per_token = 3.14e23 / 300e9
+    assert abs(6 * n / paper_flops_per_token - 1) < 0.005
+    assert 0.02 < flops_per_token(gpt3) / paper_flops_per_token - 1 < 0.04
 
 
 # --- bad input ---------------------------------------------------------------------------
