@@ -1,0 +1,169 @@
+"""The grader of chapter 3: python -m minigpt grade 03 (see solutions.py's docstring).
+
+The oracles are minigpt's own layers and model (never the chapter's solutions): every
+backward pass is checked against central finite differences of minigpt.layers' forward,
+so a wrong forward cannot hide a wrong backward; the parameter count against
+minigpt.model.count_params, an allocated model, and GPT-2 small's published checkpoint."""
+
+import numpy as np
+import pytest
+
+from minigpt import layers
+from minigpt.course import checks
+from minigpt.course.grading import ex, exercise  # noqa: F401  (ex is a fixture)
+from minigpt.model import GPT, GPTConfig, count_params
+
+
+def randn(rng, *shape, scale=1.0, shift=0.0):
+    return rng.standard_normal(shape) * scale + shift
+
+
+# --- 3.1 embedding_backward ----------------------------------------------------------------
+
+
+@exercise("embedding_backward")
+@pytest.mark.parametrize("B, T, vocab_size, block_size, C", [(3, 5, 4, 8, 3), (1, 1, 6, 4, 5), (2, 7, 9, 7, 2)])
+def test_embedding_backward_matches_finite_differences(ex, B, T, vocab_size, block_size, C):
+    rng = np.random.default_rng(B * 100 + T)
+    idx = rng.integers(0, vocab_size, (B, T))
+    if T > 2:
+        idx[0, :3] = [1, 0, 1]  # a token repeated inside one sequence
+    if B > 1:
+        idx[1, 0] = idx[0, 0]  # and across sequences
+    checks.expect_gradients(
+        lambda wte, wpe: layers.embedding_forward(idx, wte, wpe),
+        lambda dout, cache: ex.embedding_backward(dout, idx, vocab_size, block_size),
+        (randn(rng, vocab_size, C), randn(rng, block_size, C)), ("dwte", "dwpe"))
+
+
+@exercise("embedding_backward")
+def test_a_token_used_twice_gets_both_gradients(ex):
+    dout = np.arange(1.0, 7.0).reshape(1, 3, 2)  # rows (1, 2), (3, 4), (5, 6)
+    dwte, _ = ex.embedding_backward(dout, np.array([[2, 0, 2]]), 4, 3)
+    checks.expect_array("dwte", dwte, shape=(4, 2))
+    checks.expect_close("dwte[2] for idx [[2, 0, 2]] (token 2 at positions 0 and 2)", dwte[2], np.array([6.0, 8.0]))
+
+
+# --- 3.2 layernorm_forward ----------------------------------------------------------------
+
+
+def layernorm_cases():
+    rng = np.random.default_rng(32)
+    yield "x (4, 7)", randn(rng, 4, 7, scale=2.0, shift=1.0), randn(rng, 7), randn(rng, 7)
+    yield "x (2, 3, 5)", randn(rng, 2, 3, 5), randn(rng, 5), randn(rng, 5)
+    yield "rows of small variance (std 0.003)", randn(rng, 3, 6, scale=0.003, shift=5.0), randn(rng, 6), randn(rng, 6)
+    yield "one channel (C = 1)", randn(rng, 2, 4, 1), randn(rng, 1), randn(rng, 1)
+
+
+@exercise("layernorm_forward")
+def test_layernorm_forward_matches_minigpt(ex):
+    for what, x, weight, bias in layernorm_cases():
+        x_before = x.copy()
+        got = ex.layernorm_forward(x, weight, bias)
+        want, _ = layers.layernorm_forward(x, weight, bias)
+        checks.expect_close(f"layernorm_forward, {what}", got, want, bar=1e-9)
+        checks.expect(np.array_equal(x, x_before), "layernorm_forward changed its input x (work on a copy)")
+
+
+@exercise("layernorm_forward")
+def test_layernorm_forward_rows_have_mean_0_and_variance_1(ex):
+    x = randn(np.random.default_rng(5), 6, 11, scale=3.0, shift=-2.0)
+    out = ex.layernorm_forward(x, np.ones(11), np.zeros(11))
+    checks.expect_array("layernorm_forward output", out, shape=x.shape)
+    worst_mean = float(np.abs(out.mean(axis=-1)).max())
+    checks.expect(worst_mean < 1e-12,
+                  f"the output rows (weight 1, bias 0) must have mean 0; one has mean {worst_mean:.2e}")
+    variance = out.var(axis=-1)  # var / (var + eps), just below 1
+    checks.expect_close("the variance of each output row", variance, x.var(axis=-1) / (x.var(axis=-1) + 1e-5), bar=1e-9)
+
+
+# --- 3.3 layernorm_backward ---------------------------------------------------------------
+
+
+def layernorm_with_inputs_as_cache(x, weight, bias):
+    out, _ = layers.layernorm_forward(x, weight, bias)
+    return out, (x, weight)
+
+
+@exercise("layernorm_backward")
+@pytest.mark.parametrize("shape", [(3, 4, 6), (1, 1, 5), (5, 3)])
+def test_layernorm_backward_matches_finite_differences(ex, shape):
+    rng = np.random.default_rng(sum(shape))
+    C = shape[-1]
+    args = (randn(rng, *shape, scale=1.5, shift=0.5), randn(rng, C, shift=1.0), randn(rng, C))
+    checks.expect_gradients(layernorm_with_inputs_as_cache,
+                            lambda dout, cache: ex.layernorm_backward(dout, *cache), args, ("dx", "dweight", "dbias"))
+
+
+# --- 3.4 gelu_backward --------------------------------------------------------------------
+
+
+@exercise("gelu_backward")
+def test_gelu_backward_matches_finite_differences(ex):
+    rng = np.random.default_rng(34)
+    for x in (randn(rng, 3, 5, 7, scale=2.0), np.linspace(-6.0, 6.0, 49).reshape(7, 7), randn(rng, 1, 1, 4)):
+        checks.expect_gradients(layers.gelu_forward, lambda dout, cache: ex.gelu_backward(dout, cache), (x,), ("dx",))
+
+
+# --- 3.5 block_backward -------------------------------------------------------------------
+
+BLOCK_GRADIENTS = ("dx", "dln_1_weight", "dln_1_bias", "dattn_weight", "dattn_bias", "dattn_proj_weight",
+                   "dattn_proj_bias", "dln_2_weight", "dln_2_bias", "dfc_weight", "dfc_bias", "dmlp_proj_weight",
+                   "dmlp_proj_bias")
+
+
+def reference_block(x, ln_1_w, ln_1_b, attn_w, attn_b, attn_proj_w, attn_proj_b, ln_2_w, ln_2_b,
+                    fc_w, fc_b, mlp_proj_w, mlp_proj_b, n_head):
+    """A pre-LN block built here from minigpt.layers, with the cache the exercise describes."""
+    a, ln_1 = layers.layernorm_forward(x, ln_1_w, ln_1_b)
+    a, attention = layers.attention_forward(a, attn_w, attn_b, attn_proj_w, attn_proj_b, n_head)
+    m = x + a
+    h, ln_2 = layers.layernorm_forward(m, ln_2_w, ln_2_b)
+    h, mlp = layers.mlp_forward(h, fc_w, fc_b, mlp_proj_w, mlp_proj_b)
+    return m + h, (ln_1, attention, ln_2, mlp)
+
+
+@exercise("block_backward")
+@pytest.mark.parametrize("B, T, C, n_head", [(2, 5, 8, 2), (1, 1, 6, 3)])
+def test_block_backward_matches_finite_differences(ex, B, T, C, n_head):
+    rng = np.random.default_rng(B * 10 + T)
+
+    def ln():
+        return randn(rng, C, scale=0.2, shift=1.0), randn(rng, C, scale=0.2)
+
+    def linear(n_in, n_out):
+        return randn(rng, n_in, n_out, scale=0.4), randn(rng, n_out, scale=0.1)
+
+    params = (*ln(), *linear(C, 3 * C), *linear(C, C), *ln(), *linear(C, 4 * C), *linear(4 * C, C))
+    checks.expect_gradients(lambda *args: reference_block(*args, n_head=n_head),
+                            lambda dout, cache: ex.block_backward(dout, cache),
+                            (randn(rng, B, T, C), *params), BLOCK_GRADIENTS)
+
+
+# --- 3.6 count_params ---------------------------------------------------------------------
+
+# OpenAI's GPT-2 small checkpoint holds 124,439,808 numbers (its tensors' shapes summed).
+GPT2_SMALL_PARAMETERS = 124_439_808
+
+
+@exercise("count_params")
+@pytest.mark.parametrize("vocab_size, block_size, n_layer, n_embd, bias", [
+    (97, 13, 3, 20, True), (97, 13, 3, 20, False), (5, 1, 1, 2, True), (50257, 2048, 96, 12288, False),
+])  # fmt: skip
+def test_count_params_equals_minigpts_count(ex, vocab_size, block_size, n_layer, n_embd, bias):
+    got = ex.count_params(vocab_size, block_size, n_layer, n_embd, bias)
+    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=1, n_embd=n_embd,
+                       bias=bias)
+    checks.expect(isinstance(got, (int, np.integer)), f"count_params must return an int, got {type(got).__name__}")
+    checks.expect_equal(f"count_params({vocab_size}, {block_size}, {n_layer}, {n_embd}, bias={bias})",
+                        int(got), count_params(config))
+
+
+@exercise("count_params")
+def test_count_params_of_gpt2_small_and_an_allocated_model(ex):
+    checks.expect_equal("count_params of GPT-2 small (50257, 1024, 12, 768)",
+                        int(ex.count_params(50257, 1024, 12, 768)), GPT2_SMALL_PARAMETERS)
+    for bias in (True, False):
+        model = GPT(GPTConfig(vocab_size=23, block_size=9, n_layer=2, n_head=2, n_embd=6, bias=bias))
+        checks.expect_equal(f"count_params(23, 9, 2, 6, bias={bias}) against the size of an allocated model",
+                            int(ex.count_params(23, 9, 2, 6, bias)), model.flat_params.size)
