@@ -307,13 +307,43 @@ def test_numba_module_exports_every_reference_kernel():
 
 def test_bad_targets_and_token_ids_raise_value_error():
     logits = np.zeros((3, 4), dtype=np.float32)
-    with pytest.raises(ValueError, match="targets"):
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 4\) or -100 \(ignored\); found \[4\]"):
         nb.cross_entropy_forward(logits, np.array([0, 4, -100]))
     with pytest.raises(ValueError, match="token ids"):
         nb.embedding_backward(np.zeros((2, 3)), np.array([0, 5]), 5)
     with pytest.raises(ValueError, match="C-contiguous"):
         p = np.zeros((4, 4))[:, ::2]
         nb.adamw_update(p, p.copy(), p.copy(), p.copy(), 1.0, 1e-3, 0.9, 0.95, 1e-8, 0.0, 1)
+
+
+@pytest.mark.parametrize("module", [ref, nb], ids=["numpy", "numba"])
+def test_a_negative_target_other_than_ignore_index_is_refused_by_both_backends(module):
+    """NumPy would read target -1 as the last class (a silently wrong loss); both backends
+    refuse it, forward and backward, with the same message naming the target."""
+    logits = np.random.default_rng(5).standard_normal((3, 4))
+    targets = np.array([0, -1, -100])
+    message = r"targets must be in \[0, 4\) or -100 \(ignored\); found \[-1\]"
+    with pytest.raises(ValueError, match=message):
+        module.cross_entropy_forward(logits, targets)
+    _, probs = module.cross_entropy_forward(logits, np.array([0, 3, -100]))
+    with pytest.raises(ValueError, match=message):
+        module.cross_entropy_backward(np.ones(3), probs, targets)
+    with pytest.raises(ValueError, match=r"or -1 \(ignored\); found \[-100\]"):  # another ignore_index
+        module.cross_entropy_forward(logits, np.array([-1, -100, 1]), ignore_index=-1)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_all_targets_ignored_gives_loss_zero_and_zero_gradients(backend):
+    """As the layer's docstring says: nothing to average over is a loss of 0, not 0/0."""
+    from minigpt import layers
+
+    logits = np.random.default_rng(6).standard_normal((2, 3, 5))
+    targets = np.full((2, 3), -100)
+    with kernels.using(backend):
+        loss, cache = layers.cross_entropy_forward(logits, targets)
+        (dlogits,) = layers.cross_entropy_backward(1.0, cache)
+    assert loss == 0.0 and np.isfinite(loss)
+    assert dlogits.shape == logits.shape and np.all(dlogits == 0.0)
 
 
 @pytest.mark.parametrize("name", list(matmul_by_hand.KERNELS))

@@ -262,20 +262,12 @@ def _cross_entropy_backward_rows(dlosses, probs, targets, ignore_index, dlogits)
             dlogits[n, t] -= scale  # probs - onehot(target), times dloss
 
 
-def _check_targets(targets, n_rows, n_classes, ignore_index):
-    if targets.shape != (n_rows,):
-        raise ValueError(f"targets must have shape ({n_rows},), got {targets.shape}")
-    valid = targets[targets != ignore_index]
-    if valid.size and (valid.min() < 0 or valid.max() >= n_classes):
-        raise ValueError(f"targets must lie in [0, {n_classes}) or equal {ignore_index}")
-
-
 def cross_entropy_forward(logits, targets, ignore_index=-100):
     """Per-row loss and softmax probabilities, fused; maths in
     reference.cross_entropy_forward. logits (N, V), targets (N,). Returns losses, probs."""
     rows = _as_rows(logits)
     targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-    _check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)
+    reference._check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)  # one check for both
     shifted = np.empty_like(rows)
     _shift_by_row_max(rows, shifted)  # logits - max per row
     probs = np.exp(shifted)
@@ -291,7 +283,7 @@ def cross_entropy_backward(dlosses, probs, targets, ignore_index=-100):
     reference.cross_entropy_backward. dlosses may be (N,) or a scalar."""
     rows = _as_rows(probs)
     targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-    _check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)
+    reference._check_targets(targets, rows.shape[0], rows.shape[1], ignore_index)  # one check for both
     dlosses = np.ascontiguousarray(np.broadcast_to(np.asarray(dlosses, dtype=probs.dtype),
                                                    (rows.shape[0],)))
     dlogits = np.empty_like(rows)

@@ -104,11 +104,24 @@ def gelu_backward(dy, x):
 # --- fused softmax + cross-entropy ------------------------------------------------------
 
 
+def _check_targets(targets, n_rows, n_classes, ignore_index):
+    """Every target is a class id in [0, n_classes) or ignore_index. Both backends call this:
+    NumPy would silently read a negative target from the end of the row (-1 is the last
+    class), and the Numba loops would read outside it."""
+    if targets.shape != (n_rows,):
+        raise ValueError(f"targets must have shape ({n_rows},), got {targets.shape}")
+    counted = targets[targets != ignore_index]
+    if counted.size and (counted.min() < 0 or counted.max() >= n_classes):
+        bad = counted[(counted < 0) | (counted >= n_classes)]
+        raise ValueError(f"targets must be in [0, {n_classes}) or {ignore_index} (ignored); found {bad[:5].tolist()}")
+
+
 def cross_entropy_forward(logits, targets, ignore_index=-100):
     """Per-row loss -log softmax(logits)[target] and the softmax probabilities.
 
     logits (N, V), targets (N,) integers. Rows whose target is ignore_index get loss 0.
     Returns losses (N,) and probs (N, V)."""
+    _check_targets(targets, logits.shape[0], logits.shape[1], ignore_index)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # the softmax, kept in its parts
     e = np.exp(shifted)
     total = e.sum(axis=-1)
@@ -124,6 +137,7 @@ def cross_entropy_forward(logits, targets, ignore_index=-100):
 def cross_entropy_backward(dlosses, probs, targets, ignore_index=-100):
     """d loss_n / d logits_n = probs_n - onehot(target_n); the softmax Jacobian and the
     log's 1/p cancel into this famous simple form. Ignored rows get zero gradient."""
+    _check_targets(targets, probs.shape[0], probs.shape[1], ignore_index)
     dlogits = probs.copy()
     valid = targets != ignore_index
     rows = np.nonzero(valid)[0]
