@@ -21,7 +21,9 @@ Exact resumption: a checkpoint holds the weights, AdamW's moments and step, and 
 states of the two random generators that training consumes (batches and dropout).
 Evaluation draws no random numbers during training (its batches are drawn once, from
 a generator of their own), so 100 + resume + 100 iterations replay the same arithmetic
-as 200 in one go and end with bit-equal weights.
+as 200 in one go and end with bit-equal weights. The checkpoint also records the size
+and sha256 of the training text and of the tokenizer, so resuming on a corpus that has
+changed since is an error (--allow-data-change continues anyway, on purpose).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from minigpt.train_setup import (
     make_eval_batches,
     prepare_run,
     save_run,
+    saved_train_config,
 )
 
 
@@ -351,6 +354,9 @@ def add_arguments(parser) -> None:
                             help=help_text, **extra)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in --out-dir exactly where it stopped")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="with --resume: continue even though the training text (or the "
+                             "--tokenizer bpe:PATH file) changed since the checkpoint was saved")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (e.g. in logs)")
 
@@ -359,17 +365,17 @@ def run(args) -> int:
     from minigpt.files import DataUnavailable
 
     given = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name, None) is not None}
-    config = dataclasses.replace(PRESETS[args.preset], **given, resume=args.resume, progress=args.progress)
+    config = dataclasses.replace(PRESETS[args.preset], **given, resume=args.resume, progress=args.progress,
+                                 allow_data_change=args.allow_data_change)
     if args.resume:
         # Flags not given take the checkpoint's values (so an interrupted run finishes as
         # planned); the given ones are compared with it by train().
         try:
-            saved = checkpoint.load_state(config.out_dir).get("train_config", {})
+            saved = saved_train_config(checkpoint.load_state(config.out_dir), config.out_dir)
         except checkpoint.CheckpointError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        for name in (saved.keys() & known) - given.keys() - {"out_dir", "resume", "progress"}:
+        for name in saved.keys() - given.keys() - {"out_dir", "resume", "progress", "allow_data_change"}:
             setattr(config, name, saved[name])
     try:
         result = train(config)

@@ -4,8 +4,10 @@ and bad input or a diverging run stops with a clear message and nothing lost."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -64,18 +66,19 @@ def test_a_short_run_beats_the_unigram_entropy(tiny, shakespeare_slice):
 
 @pytest.mark.slow
 def test_the_default_preset_reaches_the_quality_bar(tmp_path):
-    """The README's main job, as it runs by default: val loss <= 1.88 after 2000 iterations
-    on Tiny Shakespeare (nanoGPT's published result for this recipe is 1.8857). Both the
-    20-batch estimate and the whole validation split must pass; evaluating only at the
-    start and the end changes nothing else (eval batches have their own random stream).
-    About 100 s on two cores."""
+    """The README's main claim, as it runs by default: after 2000 iterations on Tiny
+    Shakespeare the val loss is <= 1.82 on the 20 evaluation batches and <= 1.80 over the
+    whole validation split (the README measures 1.7858 and 1.7607 at seed 1337), so a
+    regression of a tenth of a nat cannot hide (nanoGPT's published 1.8857 would fail).
+    Evaluating only at the start and the end changes nothing else (eval batches have their
+    own random stream). About 100 s on two cores."""
     data_file("shakespeare")
     config = dataclasses.replace(TrainConfig(), out_dir=str(tmp_path / "preset"), eval_interval=2000,
                                  sample_tokens=0, progress=False)
     result = train(config, log=quiet)
     assert result.iterations == 2000 and result.config.data == "shakespeare"
-    assert result.final_val_loss <= 1.88, result.final_val_loss
-    assert result.full_val_loss <= 1.88, result.full_val_loss
+    assert result.final_val_loss <= 1.82, result.final_val_loss
+    assert result.full_val_loss <= 1.80, result.full_val_loss
 
 
 def test_metrics_checkpoint_and_plot_are_written(tiny):
@@ -162,6 +165,104 @@ def test_resume_from_a_truncated_checkpoint_is_a_clear_error(tiny):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(checkpoint.CheckpointError, match="optimizer.safetensors is truncated"):
         train(dataclasses.replace(tiny, resume=True), log=quiet)
+
+
+@pytest.fixture
+def own_corpus(shakespeare_slice, tmp_path):
+    """A corpus file of the test's own (40,000 ASCII characters), to edit between runs."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(shakespeare_slice.read_text(encoding="utf-8")[:40_000], encoding="utf-8")
+    return path
+
+
+def swap_two_characters(path):
+    """Edit a text keeping its file name, size and set of characters: only its hash changes."""
+    text = path.read_text(encoding="utf-8")
+    i = text.index("Citizen")
+    path.write_text(text[:i] + text[i + 1] + text[i] + text[i + 2:], encoding="utf-8")
+
+
+def sha256_prefix(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def test_resuming_on_a_changed_corpus_is_an_error_that_names_it(tiny, own_corpus):
+    config = dataclasses.replace(tiny, data=str(own_corpus), max_iters=5)
+    train(config, log=quiet)
+    before = own_corpus.read_text(encoding="utf-8")
+    swap_two_characters(own_corpus)
+    after = own_corpus.read_text(encoding="utf-8")
+    assert len(after) == len(before) and set(after) == set(before) and after != before
+    expected = (rf"training text {re.escape(str(own_corpus))} has changed .*then 40,000 bytes, sha256 "
+                rf"{sha256_prefix(before)}.*now 40,000 bytes, sha256 {sha256_prefix(after)}.*--allow-data-change")
+    with pytest.raises(checkpoint.CheckpointError, match=expected):
+        train(dataclasses.replace(config, resume=True, max_iters=10), log=quiet)
+    assert checkpoint.load_state(config.out_dir)["iteration"] == 5  # the checkpoint is untouched
+
+    messages = []
+    on_purpose = dataclasses.replace(config, resume=True, max_iters=10, allow_data_change=True)
+    assert train(on_purpose, log=messages.append).iterations == 10
+    assert [m for m in messages if m.startswith("WARNING: --allow-data-change") and str(own_corpus) in m]
+    # the checkpoint now records the new text, so the next resume needs no flag
+    assert train(dataclasses.replace(config, resume=True, max_iters=12), log=quiet).iterations == 12
+
+
+def test_cli_resume_on_a_changed_corpus_fails_unless_allowed(own_corpus, tmp_path, capsys):
+    out = str(tmp_path / "cli")
+    assert cli("--data", str(own_corpus), "--out-dir", out, "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+               "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--max-iters", "4",
+               "--warmup-iters", "2", "--sample-tokens", "0", "--no-progress") == 0
+    swap_two_characters(own_corpus)
+    capsys.readouterr()
+    assert cli("--out-dir", out, "--resume", "--max-iters", "6", "--no-progress") == 1
+    assert f"the training text {own_corpus} has changed" in capsys.readouterr().err
+    assert cli("--out-dir", out, "--resume", "--max-iters", "6", "--no-progress", "--allow-data-change") == 0
+    assert "WARNING: --allow-data-change" in capsys.readouterr().out
+    state = checkpoint.load_state(out)
+    assert state["iteration"] == 6
+    assert state["train_config"]["allow_data_change"] is True  # recorded, but only ever used when given
+    assert state["fingerprint"]["text_sha256"] == hashlib.sha256(own_corpus.read_bytes()).hexdigest()
+
+
+def test_resuming_with_a_changed_tokenizer_file_is_an_error_that_names_it(tiny, own_corpus, tmp_path):
+    from minigpt.tokenizer import Tokenizer
+
+    text = own_corpus.read_text(encoding="utf-8")
+    tokenizer_path = tmp_path / "tok.json"
+    Tokenizer.train(text[:5000], 300).save(tokenizer_path)
+    config = dataclasses.replace(tiny, data=str(own_corpus), tokenizer=f"bpe:{tokenizer_path}", max_iters=3)
+    train(config, log=quiet)
+    Tokenizer.train(text[:5000], 301).save(tokenizer_path)  # retrained with one more merge
+    changed = rf"tokenizer file {re.escape(str(tokenizer_path))} has changed"
+    with pytest.raises(checkpoint.CheckpointError, match=changed):
+        train(dataclasses.replace(config, resume=True, max_iters=5), log=quiet)
+    # the checkpoint carries its own copy of the tokenizer: without the file there is nothing to compare
+    tokenizer_path.unlink()
+    assert train(dataclasses.replace(config, resume=True, max_iters=5), log=quiet).iterations == 5
+
+
+def test_a_checkpoint_without_a_fingerprint_still_resumes_with_a_note(tiny):
+    train(dataclasses.replace(tiny, max_iters=5), log=quiet)
+    state_path = Path(tiny.out_dir) / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["fingerprint"]  # as saved before fingerprints existed
+    state_path.write_text(json.dumps(state))
+    messages = []
+    assert train(dataclasses.replace(tiny, resume=True, max_iters=8), log=messages.append).iterations == 8
+    notes = [m for m in messages if "predates data fingerprints" in m]
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert checkpoint.load_state(tiny.out_dir)["fingerprint"]["text_bytes"] == 200_000  # recorded from now on
+
+
+def test_an_older_checkpoint_of_a_run_shorter_than_its_warmup_resumes(tiny):
+    """Versions before the fix saved lr_decay_iters = max_iters (20) below warmup_iters (100)."""
+    config = dataclasses.replace(tiny, warmup_iters=100, max_iters=20)
+    train(config, log=quiet)
+    state_path = Path(tiny.out_dir) / "state.json"
+    state = json.loads(state_path.read_text())
+    state["train_config"]["lr_decay_iters"] = 20
+    state_path.write_text(json.dumps(state))
+    assert train(dataclasses.replace(config, resume=True, max_iters=30), log=quiet).iterations == 30
 
 
 def test_gradient_accumulation_equals_the_full_batch():
@@ -271,6 +372,34 @@ def test_bad_config_values_are_named(tiny):
         train(dataclasses.replace(tiny, init_std=-0.02), log=quiet)
 
 
+BAD_SETTINGS = [
+    ("beta1", 1.0), ("beta1", -0.1), ("beta2", 1.5), ("weight_decay", -0.1),
+    ("grad_clip", -1.0),  # once silently meant "no clipping"
+    ("lr", float("nan")), ("lr", float("inf")), ("min_lr", float("nan")), ("weight_decay", float("inf")),
+    ("lr_decay_iters", 50),  # below the default warmup_iters of 100
+    ("min_lr", 0.01),  # above the default lr of 0.001
+    ("dropout", 1.0),  # a model field, checked before the corpus is read
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_bad_training_settings_are_named_by_the_config_and_the_cli(name, value, shakespeare_slice, tmp_path, capsys):
+    with pytest.raises(ValueError, match=rf"^{name} "):
+        TrainConfig(**{name: value}).validate()
+    out = tmp_path / "never-made"
+    flag = "--" + name.replace("_", "-")
+    assert cli(flag, str(value), "--data", str(shakespeare_slice), "--out-dir", str(out), "--no-progress") == 1
+    assert f"error: {name} " in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("name, value", [("max_iters", "20"), ("n_layer", True), ("lr", "0.1"),
+                                         ("tokenizer", 5), ("dropout", None), ("resume", 1)])
+def test_training_settings_of_the_wrong_type_are_named(name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
+        TrainConfig(**{name: value}).validate()
+
+
 # --- the default corpus when offline ---------------------------------------------------------
 
 
@@ -324,6 +453,21 @@ def test_cli_trains_resumes_and_rejects_conflicting_flags(shakespeare_slice, tmp
     assert "n_embd: checkpoint 16, now 32" in capsys.readouterr().err
     assert cli("--out-dir", str(tmp_path / "nothing"), "--resume") == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_cli_a_run_shorter_than_its_warmup_can_be_extended(shakespeare_slice, tmp_path):
+    """train --max-iters 20 (with the default 100 warm-up steps), then --resume --max-iters 30:
+    both are valid, and together they make the same run as --max-iters 30 in one go."""
+    flags = ["--data", str(shakespeare_slice), "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+             "--block-size", "16", "--batch-size", "4", "--eval-interval", "10", "--eval-iters", "2",
+             "--sample-tokens", "0", "--no-progress"]  # warmup_iters and lr_decay_iters: the defaults
+    out, whole = str(tmp_path / "extended"), str(tmp_path / "whole")
+    assert cli(*flags, "--out-dir", out, "--max-iters", "20") == 0
+    assert cli("--out-dir", out, "--resume", "--max-iters", "30", "--no-progress") == 0
+    assert cli(*flags, "--out-dir", whole, "--max-iters", "30") == 0
+    extended, _, state = checkpoint.load_model(out)
+    assert state["iteration"] == 30 and state["train_config"]["warmup_iters"] == 100
+    np.testing.assert_array_equal(extended.flat_params, checkpoint.load_model(whole)[0].flat_params)
 
 
 def test_cli_offline_with_explicit_shakespeare_exits_non_zero(tmp_path, offline, capsys):
