@@ -152,21 +152,31 @@ def _path(out_dir: Path, name: str) -> Path:
 
 
 def load_state(out_dir) -> dict:
-    """The checked contents of state.json (tensor files verified against their sha256)."""
+    """The checked contents of state.json (tensor files verified against their sha256).
+
+    Any damage (a truncated or edited file, a missing or altered tensor file) raises
+    CheckpointError naming the file; loading never writes anything."""
     out_dir = Path(out_dir)
     path = _path(out_dir, STATE_FILE)
     if not path.exists():
         raise CheckpointError(f"no checkpoint in {out_dir}: {STATE_FILE} is missing")
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:  # not UTF-8, not JSON (both are ValueErrors)
         raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
     required = ("format_version", "model_config", "dtype", "tokenizer", "sha256")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise CheckpointError(f"{path} is not a minigpt checkpoint (needs keys {', '.join(required)})")
-    if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {state['format_version']}, expected {FORMAT_VERSION}")
-    for name, digest in state["sha256"].items():
+    if state["format_version"] != FORMAT_VERSION or isinstance(state["format_version"], bool):
+        raise CheckpointError(f"{path} has format version {state['format_version']!r}, expected {FORMAT_VERSION}")
+    digests = state["sha256"]
+    if (not isinstance(digests, dict) or MODEL_FILE not in digests
+            or not all(name in FILES and isinstance(d, str) for name, d in digests.items())):
+        raise CheckpointError(f"{path}: its sha256 entry must map {MODEL_FILE} (and {OPTIMIZER_FILE}) "
+                              f"to hex digests, got {digests!r:.200}")
+    if not isinstance(state.get("rng", {}), dict):
+        raise CheckpointError(f"{path}: its rng entry must be a dict of generator states")
+    for name, digest in digests.items():
         tensor_path = _path(out_dir, name)
         if not tensor_path.exists():
             raise CheckpointError(f"checkpoint in {out_dir} is incomplete: {name} is missing")
@@ -178,47 +188,69 @@ def load_state(out_dir) -> dict:
     return state
 
 
-def _read_tensors(path: Path) -> dict:
+def _read_tensors(path: Path, dtype) -> dict:
+    """The arrays of a safetensors file, each checked to have `dtype` (the checkpoint's)."""
     from safetensors.numpy import load_file
 
     try:
-        return load_file(str(path))
+        arrays = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for bad headers
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    for name, array in arrays.items():
+        if array.dtype != dtype:
+            raise CheckpointError(f"{path}: tensor {name!r} is {array.dtype}, the checkpoint's dtype is {dtype}")
+    return arrays
 
 
 def load_model(out_dir):
     """(model, tokenizer, state) from the checkpoint in out_dir, ready to sample from.
 
-    The model is in eval mode with its saved dropout generator; state is state.json's dict."""
+    The model is in eval mode with its saved dropout generator; state is state.json's dict.
+    A damaged checkpoint raises CheckpointError naming the file at fault."""
     from minigpt.data import tokenizer_from_dict
     from minigpt.model import GPT, GPTConfig
 
     out_dir = Path(out_dir)
     state = load_state(out_dir)
+    state_path = _path(out_dir, STATE_FILE)
     try:
         config = GPTConfig(**state["model_config"])
         model = GPT(config, dtype=np.dtype(state["dtype"]))
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{out_dir}/{STATE_FILE} has an invalid model config ({err})") from None
-    weights = _read_tensors(_path(out_dir, MODEL_FILE))
+        raise CheckpointError(f"{state_path} has an invalid model config ({err})") from None
+    weights = _read_tensors(_path(out_dir, MODEL_FILE), model.dtype)
     try:
         model.load_params(weights)
     except ValueError as err:
-        raise CheckpointError(f"{out_dir}/{MODEL_FILE} does not fit its config: {err}") from None
+        raise CheckpointError(f"{_path(out_dir, MODEL_FILE)} does not fit the model config in {state_path}: "
+                              f"{err}") from None
     if "model" in state.get("rng", {}):
-        model.rng.bit_generator.state = state["rng"]["model"]
-    tokenizer = tokenizer_from_dict(state["tokenizer"]) if state["tokenizer"] is not None else None
+        try:
+            model.rng.bit_generator.state = state["rng"]["model"]
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise CheckpointError(f"{state_path}: the saved dropout generator state is unusable ({err!r})") from None
+    tokenizer = None
+    if state["tokenizer"] is not None:
+        try:
+            tokenizer = tokenizer_from_dict(state["tokenizer"])
+        except (KeyError, TypeError, ValueError) as err:  # whatever a damaged entry makes the parser trip on
+            raise CheckpointError(f"{state_path} has a corrupt tokenizer entry ({err!r})") from None
+        if tokenizer.vocab_size != config.vocab_size:
+            raise CheckpointError(f"{state_path}: its tokenizer has {tokenizer.vocab_size} tokens, "
+                                  f"the model's vocabulary {config.vocab_size}")
     return model.eval(), tokenizer, state
 
 
 def load_optimizer_state(out_dir, optimizer, state: dict) -> None:
-    """Restore AdamW's moments and numbers saved next to the model."""
+    """Restore AdamW's moments and numbers saved next to the model (the optimizer is left
+    untouched if they do not fit)."""
     out_dir = Path(out_dir)
     if state.get("optimizer") is None or OPTIMIZER_FILE not in state["sha256"]:
-        raise CheckpointError(f"the checkpoint in {out_dir} has no optimizer state to resume from")
-    arrays = _read_tensors(_path(out_dir, OPTIMIZER_FILE))
+        raise CheckpointError(f"{_path(out_dir, STATE_FILE)} has no optimizer state to resume from")
+    optimizer_path = _path(out_dir, OPTIMIZER_FILE)
+    arrays = _read_tensors(optimizer_path, optimizer.params.dtype)
     try:
         optimizer.load_state_dict(arrays, state["optimizer"])
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{out_dir}/{OPTIMIZER_FILE} does not fit the model: {err}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise CheckpointError(f"{optimizer_path} (with the optimizer numbers in {STATE_FILE}) does "
+                              f"not fit the model: {err!r}") from None

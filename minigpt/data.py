@@ -40,7 +40,8 @@ def load_text(source: str | Path) -> str:
     """The text of a named corpus ("shakespeare", "pydocs") or of a text file.
 
     Raises files.DataUnavailable when Tiny Shakespeare can be neither found nor
-    downloaded, FileNotFoundError for a missing file, ValueError for an empty one."""
+    downloaded, FileNotFoundError for a missing file, ValueError for an empty one or one
+    that is not UTF-8."""
     if source == "pydocs":
         return pydocs_text()
     if source == "shakespeare":
@@ -53,7 +54,10 @@ def load_text(source: str | Path) -> str:
             raise FileNotFoundError(
                 f"no such text file: {path} (named corpora: {', '.join(CORPORA)})"
             )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # its own message would not say which file
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason}: {err.object[err.start:err.end]!r})") from None
     if not text:
         raise ValueError(f"the text file {path} is empty: there is nothing to train on")
     return text

@@ -117,7 +117,10 @@ def _download(entry: DataFile, dest: Path) -> None:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
-        _verify(Path(tmp_name), entry)
+        received, actual = os.path.getsize(tmp_name), sha256_of(Path(tmp_name))
+        if actual != entry.sha256:  # cut short or altered on the way (the temp file goes, below)
+            raise DataUnavailable(f"could not download {entry.url}: received {received:,} bytes with sha256 "
+                                  f"{actual[:12]}..., expected {entry.size:,} bytes with sha256 {entry.sha256[:12]}...")
         os.replace(tmp_name, dest)
     except (OSError, ValueError) as err:  # URLError is an OSError
         raise DataUnavailable(f"could not download {entry.url}: {err}") from err

@@ -72,19 +72,25 @@ class AdamW:
         return arrays, numbers
 
     def load_state_dict(self, arrays: dict, numbers: dict) -> None:
+        """The inverse of state_dict. Everything is checked before anything is changed, so
+        a state that does not fit (ValueError, KeyError, TypeError) leaves the optimizer as it was."""
         for name in ("m", "v"):
-            src = arrays[name]
-            if src.shape != self.params.shape:
+            if arrays[name].shape != self.params.shape:
                 raise ValueError(
-                    f"optimizer state {name!r} has shape {src.shape}, "
+                    f"optimizer state {name!r} has shape {arrays[name].shape}, "
                     f"the model has {self.params.shape} parameters"
                 )
-            getattr(self, name)[...] = src
-        self.step_count = int(numbers["step"])
-        self.lr = float(numbers["lr"])
-        self.beta1, self.beta2 = (float(b) for b in numbers["betas"])
-        self.eps = float(numbers["eps"])
-        self.weight_decay = float(numbers["weight_decay"])
+        step = numbers["step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"optimizer step must be a count >= 0, got {step!r}")
+        beta1, beta2 = (float(b) for b in numbers["betas"])
+        lr, eps, weight_decay = float(numbers["lr"]), float(numbers["eps"]), float(numbers["weight_decay"])
+        if not all(map(math.isfinite, (lr, beta1, beta2, eps, weight_decay))):
+            raise ValueError(f"optimizer numbers must be finite, got {numbers!r}")
+        self.m[...] = arrays["m"]
+        self.v[...] = arrays["v"]
+        self.step_count = step
+        self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = lr, beta1, beta2, eps, weight_decay
 
 
 def lr_at(it: int, warmup: int, lr_decay_iters: int, lr: float, min_lr: float) -> float:

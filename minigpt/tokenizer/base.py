@@ -225,10 +225,10 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path) -> Tokenizer:
-        """Read a file written by `save`; a malformed or truncated file raises ValueError."""
+        """Read a file written by `save`; a malformed or truncated file raises ValueError naming it."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except ValueError as err:  # not UTF-8 (UnicodeDecodeError), not JSON (JSONDecodeError)
             raise ValueError(f"{path} is not a tokenizer file (malformed or truncated JSON: {err})") from None
         try:
             return cls.from_dict(d)

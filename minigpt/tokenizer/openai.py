@@ -32,28 +32,38 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def from_gpt2_files(cls, encoder_json, vocab_bpe):
-    """A `cls` (Tokenizer) from GPT-2's encoder.json (token -> id) and vocab.bpe (merges)."""
+    """A `cls` (Tokenizer) from GPT-2's encoder.json (token -> id) and vocab.bpe (merges).
+
+    A malformed, truncated or mismatched file raises ValueError naming it."""
+    encoder_json, vocab_bpe = Path(encoder_json), Path(vocab_bpe)
     char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
 
     def to_bytes(token: str) -> bytes:
         try:
             return bytes(char_to_byte[c] for c in token)
-        except KeyError as err:
-            raise ValueError(f"{token!r} in the GPT-2 files is not in GPT-2's byte alphabet") from err
+        except KeyError:
+            raise ValueError(f"{encoder_json}: token {token!r} is not in GPT-2's byte alphabet") from None
 
     try:
-        encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-        lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"malformed GPT-2 tokenizer files: {err}") from None
-    if not isinstance(encoder, dict) or not lines or not lines[0].startswith("#version"):
-        raise ValueError(f"{encoder_json} / {vocab_bpe} do not look like GPT-2's encoder.json / vocab.bpe")
+        encoder = json.loads(encoder_json.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, or not JSON
+        raise ValueError(f"{encoder_json} is malformed or truncated JSON ({err})") from None
+    ids = list(encoder.values()) if isinstance(encoder, dict) else []
+    if not ids or not all(type(i) is int and i >= 0 for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"{encoder_json} does not look like GPT-2's encoder.json (a JSON object "
+                         f"mapping each token to its own id >= 0)")
+    try:
+        lines = vocab_bpe.read_text(encoding="utf-8").splitlines()
+    except ValueError as err:
+        raise ValueError(f"{vocab_bpe} is not UTF-8 text ({err})") from None
+    if not lines or not lines[0].startswith("#version"):
+        raise ValueError(f"{vocab_bpe} does not look like GPT-2's vocab.bpe (its first line is '#version: ...')")
 
     id_to_token = {i: token for token, i in encoder.items()}
     byte_order = []
     for i in range(256):  # ids 0..255 are the single bytes
         if i not in id_to_token or len(to_bytes(id_to_token[i])) != 1:
-            raise ValueError(f"encoder.json id {i} is not a single byte")
+            raise ValueError(f"{encoder_json}: id {i} is not a single byte")
         byte_order.append(to_bytes(id_to_token[i])[0])
     merges = []
     for n, line in enumerate(lines[1:]):
@@ -63,21 +73,27 @@ def from_gpt2_files(cls, encoder_json, vocab_bpe):
         # both halves must be tokens, and their join must be the next token
         a, b = (encoder.get(f) for f in fields) if len(fields) == 2 else (None, None)
         if a is None or b is None or encoder.get("".join(fields)) != 256 + len(merges):
-            raise ValueError(f"vocab.bpe line {n + 2} ({line!r}) does not match encoder.json")
+            raise ValueError(f"{vocab_bpe} line {n + 2} ({line!r}) does not match {encoder_json}")
         merges.append((a, b))
     # what the merges do not make must be special tokens, spelled like <|endoftext|>
     specials = {token: i for token, i in encoder.items() if i >= 256 + len(merges)}
     unmade = [token for token in specials if not (token.startswith("<|") and token.endswith("|>"))]
     if unmade:
-        raise ValueError(f"{len(unmade)} tokens of encoder.json (e.g. {unmade[0]!r}) are made by no merge"
-                         f" in vocab.bpe (truncated file?)")
-    return cls(merges, "gpt2", specials, byte_order)
+        raise ValueError(f"{len(unmade)} tokens of {encoder_json} (e.g. {unmade[0]!r}) are made by no merge"
+                         f" in {vocab_bpe} (truncated file?)")
+    try:
+        return cls(merges, "gpt2", specials, byte_order)
+    except ValueError as err:  # e.g. two merges spelling the same bytes
+        raise ValueError(f"{encoder_json} and {vocab_bpe}: {err}") from None
 
 
 def from_tiktoken_file(cls, path, pattern="gpt4", special_tokens=None):
-    """A `cls` (Tokenizer) from a `.tiktoken` ranks file, e.g. cl100k_base.tiktoken."""
-    tokens = []
-    for n, line in enumerate(Path(path).read_bytes().splitlines()):
+    """A `cls` (Tokenizer) from a `.tiktoken` ranks file, e.g. cl100k_base.tiktoken.
+
+    A malformed or truncated file raises ValueError naming it."""
+    path = Path(path)
+    tokens, ranks = [], {}
+    for n, line in enumerate(path.read_bytes().splitlines()):
         if not line.strip():
             continue
         fields = line.split()
@@ -87,13 +103,22 @@ def from_tiktoken_file(cls, path, pattern="gpt4", special_tokens=None):
             raise ValueError(f"{path} line {n + 1}: expected 'base64 rank', got {line[:60]!r}") from None
         if rank != len(tokens):
             raise ValueError(f"{path} line {n + 1}: rank {rank}, expected {len(tokens)} (ranks must count up)")
+        if token in ranks:
+            raise ValueError(f"{path} line {n + 1}: token {token!r} is already rank {ranks[token]}")
         tokens.append(token)
-    if len(tokens) < 256 or any(len(t) != 1 for t in tokens[:256]):
-        raise ValueError(f"{path}: the first 256 ranks must be the 256 single bytes")
+        ranks[token] = rank
+    if len(tokens) < 256:
+        raise ValueError(f"{path} has only {len(tokens)} tokens: the first 256 ranks must be the 256 single bytes")
+    for rank, token in enumerate(tokens[:256]):
+        if len(token) != 1:
+            raise ValueError(f"{path}: rank {rank} is {token!r}, not a single byte (the first 256 ranks "
+                             f"must be the 256 single bytes)")
     byte_order = [t[0] for t in tokens[:256]]
-    ranks = {t: r for r, t in enumerate(tokens)}
-    merges = [_split_into_earlier(t, r, ranks) for r, t in enumerate(tokens[256:], start=256)]
-    return cls(merges, pattern, special_tokens, byte_order)
+    try:
+        merges = [_split_into_earlier(t, r, ranks) for r, t in enumerate(tokens[256:], start=256)]
+        return cls(merges, pattern, special_tokens, byte_order)
+    except ValueError as err:  # a token no two earlier ones make, a clash with the specials given, ...
+        raise ValueError(f"{path}: {err}") from None
 
 
 def _split_into_earlier(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[int, int]:
