@@ -58,6 +58,23 @@ def test_cache_logits_equal_full_forward_prompt_then_single_steps(bias):
     assert cache.length == 10
 
 
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_cache_logits_equal_full_forward_in_float32(backend):
+    """float32, the dtype sampling runs in: the two paths round differently, so they agree
+    to float32's precision (here within 1e-5), not bit for bit."""
+    model = tiny_model(block_size=10, dtype=np.float32)
+    seq = np.random.default_rng(13).integers(0, V, size=(2, 10))
+    with kernels.using(backend):
+        cache = KVCache.for_model(model, batch_size=2)
+        stepwise = [forward_with_cache(model, seq[:, :4], cache)]  # a prompt, then one token at a time
+        stepwise += [forward_with_cache(model, seq[:, t:t + 1], cache) for t in range(4, 10)]
+        full, _ = model.forward(seq)
+    logits = np.concatenate(stepwise, axis=1)  # (2, 10, V)
+    assert logits.dtype == full.dtype == np.float32
+    assert np.abs(full).max() > 1.0  # logits large enough for float32 rounding to show
+    np.testing.assert_allclose(logits, full, rtol=1e-5, atol=1e-5)
+
+
 def test_cache_accepts_several_new_tokens_at_once():
     model = tiny_model()
     seq = np.random.default_rng(2).integers(0, V, size=(1, 7))
@@ -201,6 +218,16 @@ def test_top_k_keeps_exactly_the_k_largest():
     np.testing.assert_array_equal(kept, [False, True, False, True, True])
     e = np.exp([3.0, 2.0, 2.5])
     np.testing.assert_allclose(probs[0, [1, 3, 4]], e / e.sum())
+
+
+def test_top_k_at_or_above_the_vocabulary_size_keeps_every_token():
+    logits = np.random.default_rng(14).normal(size=(3, V))
+    unfiltered = sampling_probs(logits, temperature=0.8)
+    for k in (V, V + 1, 10 * V):
+        assert top_k_mask(logits, k).all()
+        np.testing.assert_array_equal(sampling_probs(logits, temperature=0.8, top_k=k), unfiltered)
+    model, prompt = tiny_model(), np.array([[1, 2]])
+    np.testing.assert_array_equal(generate(model, prompt, 8, top_k=V + 5, rng=3), generate(model, prompt, 8, rng=3))
 
 
 @pytest.mark.parametrize(

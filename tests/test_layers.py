@@ -87,3 +87,39 @@ def test_cross_entropy_ignores_targets_and_averages_over_the_rest():
     assert loss == pytest.approx(expected, rel=1e-12)
     (dlogits,) = layers.cross_entropy_backward(1.0, cache)
     assert np.all(dlogits[0, 1] == 0) and np.all(dlogits[1, 2] == 0)
+
+
+# --- the gradcheck command ---------------------------------------------------------------
+
+
+def test_gradcheck_command_exits_0_when_every_check_passes(capsys):
+    from minigpt.__main__ import main
+
+    assert main(["gradcheck", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok (< ") == len(CASE_NAMES) + 1 and "FAIL" not in out  # every layer and the model
+
+
+@pytest.mark.parametrize("broken", ["a layer", "the whole model"])
+def test_gradcheck_command_exits_1_when_a_check_fails(broken, monkeypatch, capsys):
+    import argparse
+
+    from minigpt import gradcheck
+
+    real_cases = gradcheck.layer_cases
+
+    def one_percent_off(backward):
+        return lambda dout, cache: tuple(None if g is None else 1.01 * g for g in backward(dout, cache))
+
+    def cases_with_a_broken_linear(rng):
+        return [(name, forward, one_percent_off(backward) if name == "linear" else backward, args, kwargs)
+                for name, forward, backward, args, kwargs in real_cases(rng)]
+
+    if broken == "a layer":
+        monkeypatch.setattr(gradcheck, "layer_cases", cases_with_a_broken_linear)
+        monkeypatch.setattr(gradcheck, "check_model", lambda *args: {"wte.weight": 1e-9})  # passes, quickly
+    else:
+        monkeypatch.setattr(gradcheck, "check_model", lambda *args: {"wte.weight": 1e-9, "h.0.ln_1.weight": 2e-3})
+    assert gradcheck.run(argparse.Namespace(backend="numpy")) == 1
+    failed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
+    assert failed == (["linear"] if broken == "a layer" else ["whole"])
