@@ -1,4 +1,4 @@
-"""Command line: python -m minigpt {train, sample, gradcheck, bench, tokenize, grade} ...
+"""Command line: python -m minigpt {train, sample, gradcheck, bench, tokenize, export, grade} ...
 
 Each command lives in its own module, which provides `add_arguments(parser)` and
 `run(args)`; modules are imported only when their command runs, so `--help` is quick.
@@ -16,6 +16,7 @@ COMMANDS = {
     "gradcheck": ("minigpt.gradcheck", "check every backward pass against finite differences"),
     "bench": ("minigpt.bench", "benchmarks: kernels, training and sampling speed, tokenizer"),
     "tokenize": ("minigpt.tokenizer.cli", "train, apply and inspect a byte-level BPE tokenizer"),
+    "export": ("minigpt.export", "write a trained checkpoint as a Hugging Face GPT-2 folder (transformers loads it)"),
     "grade": ("minigpt.course.grading", "grade a chapter's exercises (yours, the solutions, or submissions)"),
 }
 

@@ -127,3 +127,106 @@ def _download(entry: DataFile, dest: Path) -> None:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+# --- resumable downloads of large files (Hugging Face hub checkpoints: minigpt/hub.py) ---
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The id git gives a file's contents: sha1 of b"blob <size>\\0" followed by the bytes.
+    (Servers that keep files in git, such as the Hugging Face hub, name small files by it.)"""
+    path = Path(path)
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_resumable(url: str, dest, size: int | None = None, sha256: str | None = None,
+                       git_sha1: str | None = None, attempts: int = 3, timeout: float = 30) -> Path:
+    """Download url to dest, resuming where an earlier attempt stopped; check size and hash.
+
+    The bytes go to `dest.part` first. A transfer that breaks off keeps what it received;
+    the next attempt (up to `attempts` in this call, or a later call) asks the server only
+    for the missing bytes with an HTTP Range request and appends them. A server that
+    ignores the Range and sends the whole file again is handled too (the file restarts).
+    The complete file is checked against the size and the hash given (sha256, or git's
+    blob sha1); only a file that passes becomes dest, one that fails is deleted so the
+    next run starts afresh. Raises DataUnavailable, with the reason, when it cannot finish.
+    """
+    import http.client
+    import time
+    import urllib.error
+
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    if size is not None and part.exists() and part.stat().st_size > size:
+        part.unlink()  # longer than the file: not a prefix of it
+    have = part.stat().st_size if part.exists() else 0
+    with tqdm(total=size, initial=have, unit="B", unit_scale=True, desc=f"downloading {dest.name}") as bar:
+        for attempt in range(attempts):
+            try:
+                _download_rest(url, part, size, timeout, bar)
+                break
+            except urllib.error.HTTPError as err:
+                if err.code not in (408, 429, 500, 502, 503, 504):  # not worth retrying
+                    raise DataUnavailable(f"could not download {url}: HTTP {err.code} {err.reason}") from None
+                failure = err
+            except (OSError, http.client.HTTPException) as err:  # URLError, reset, timeout, cut short
+                failure = err
+            time.sleep(attempt)  # a moment before the second try, more before the third
+        else:
+            kept = part.stat().st_size if part.exists() else 0
+            raise DataUnavailable(f"could not download {url} ({attempts} attempts; last: {failure}); "
+                                  f"the {kept} bytes received are kept in {part}: run again to resume")
+    _check_download(part, url, size, sha256, git_sha1)
+    os.replace(part, dest)
+    return dest
+
+
+def _download_rest(url: str, part: Path, size: int | None, timeout: float, bar) -> None:
+    """Append to `part` the bytes of url that it does not have yet (all of them if it has none)."""
+    import urllib.error
+
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have == size:
+        return
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # "range not satisfiable": the part is not a prefix
+            part.unlink()
+        raise
+    with response:
+        content_range = response.headers.get("Content-Range", "")
+        if have and not (response.status == 206 and content_range.startswith(f"bytes {have}-")):
+            have = 0  # the server sent the file from its start: begin again
+        bar.n = have
+        bar.refresh()
+        with open(part, "ab" if have else "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+    received = part.stat().st_size
+    if size is not None and received < size:  # a server may close early without an error
+        raise ConnectionError(f"the connection closed after {received} of {size} bytes")
+
+
+def _check_download(part: Path, url: str, size: int | None, sha256: str | None, git_sha1: str | None) -> None:
+    checks = []
+    if size is not None:
+        checks.append(("size", str(size), str(part.stat().st_size)))
+    if sha256 is not None:
+        checks.append(("sha256", sha256, sha256_of(part)))
+    if git_sha1 is not None:
+        checks.append(("git blob sha1", git_sha1, git_blob_sha1(part)))
+    for what, expected, actual in checks:
+        if actual != expected:
+            part.unlink()
+            raise DataUnavailable(f"the file downloaded from {url} has {what} {actual}, but the server "
+                                  f"announced {expected}; it was deleted: run again to download it afresh")

@@ -172,6 +172,24 @@ class GPT:
         """Training FLOPs per token: the module-level flops_per_token of this model's config."""
         return flops_per_token(self.config, seq_len)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path, dtype=np.float32) -> GPT:
+        """GPT-2 from a Hugging Face folder (config.json + model.safetensors) or the hub
+        ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"; downloaded into the cache), in eval
+        mode, with its tokenizer in `model.tokenizer`. gpt2-xl takes 6.23 GB of float32
+        weights (1,557,611,200 parameters) and 6.87 GB while loading; a model that does not
+        fit is refused before allocating. See minigpt/pretrained/."""
+        from minigpt import pretrained
+
+        return pretrained.from_pretrained(name_or_path, dtype=dtype)
+
+    def save_pretrained(self, folder, tokenizer=None) -> None:
+        """Write this model as a Hugging Face GPT-2 folder that transformers'
+        GPT2LMHeadModel.from_pretrained loads (tokenizer: default self.tokenizer, if any)."""
+        from minigpt import pretrained
+
+        pretrained.save_pretrained(self, folder, tokenizer)
+
     def load_params(self, named_arrays) -> None:
         """Copy arrays into the parameter buffer, checking that names and shapes match."""
         missing = set(self.params) - set(named_arrays)

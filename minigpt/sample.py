@@ -2,6 +2,10 @@
 
     python -m minigpt sample --out-dir out/shakespeare-char --prompt "ROMEO:" \\
         --max-new-tokens 300 --temperature 0.8 --top-k 40
+    python -m minigpt sample --init gpt2 --prompt "The meaning of life is" --temperature 0
+
+--init loads GPT-2 instead: a hub name (gpt2 ... gpt2-xl) or a Hugging Face folder
+(minigpt.pretrained.load_base).
 
 Tokens are printed as they are generated. A BPE token can end in the middle of a
 multi-byte UTF-8 character (an emoji is four bytes, often split over tokens), so the
@@ -18,13 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_OUT_DIR = "out/shakespeare-char"
 DEFAULT_PROMPT = "\n"  # nanoGPT's default start: a new line, as if at a paragraph break
 SEPARATOR = "-" * 40 + "\n"  # between samples (each ends with a new line)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out-dir", default="out/shakespeare-char",
-                        help="folder of the checkpoint to sample from (default: %(default)s)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--out-dir", default=None,
+                        help=f"folder of the checkpoint to sample from (default: {DEFAULT_OUT_DIR})")
+    source.add_argument("--init", default=None, metavar="gpt2|PATH",
+                        help="sample from GPT-2 instead: a Hugging Face hub name (gpt2, gpt2-medium, "
+                             "gpt2-large, gpt2-xl) or a folder in its layout (config.json + model.safetensors)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT,
                         help="text to continue (default: a new line); FILE:path reads it from a file")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate per sample")
@@ -78,24 +87,32 @@ def _check_args(args) -> None:
 
 def run(args) -> int:
     from minigpt.checkpoint import CheckpointError, load_model
+    from minigpt.files import DataUnavailable  # the hub or GPT-2's tokenizer files out of reach
     from minigpt.generate import generate
 
     try:
         _check_args(args)
         prompt = _read_prompt(args.prompt)
-        if not Path(args.out_dir).is_dir():
-            raise CheckpointError(f"no checkpoint folder {args.out_dir!r}: train one first "
-                                  f"(python -m minigpt train --out-dir {args.out_dir})")
-        model, tokenizer, _state = load_model(args.out_dir)
+        if args.init is not None:
+            from minigpt.pretrained import load_base
+
+            model, tokenizer, _description = load_base(args.init)
+            source = args.init
+        else:
+            source = args.out_dir = args.out_dir or DEFAULT_OUT_DIR
+            if not Path(args.out_dir).is_dir():
+                raise CheckpointError(f"no checkpoint folder {args.out_dir!r}: train one first "
+                                      f"(python -m minigpt train --out-dir {args.out_dir})")
+            model, tokenizer, _state = load_model(args.out_dir)
         if tokenizer is None:
-            raise CheckpointError(f"the checkpoint in {args.out_dir} has no tokenizer to read a prompt with")
+            raise CheckpointError(f"the model in {source} has no tokenizer to read a prompt with")
         try:
             prompt_ids = tokenizer.encode(prompt)
         except ValueError as err:
             raise ValueError(f"the prompt cannot be encoded: {err}") from None
         if len(prompt_ids) == 0:
             raise ValueError("the prompt is empty: give at least one character to continue from")
-    except (ValueError, OSError) as err:  # CheckpointError is a ValueError
+    except (ValueError, OSError, DataUnavailable) as err:  # CheckpointError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
 
