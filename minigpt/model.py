@@ -246,6 +246,20 @@ class GPT:
         self._cache = (emb_cache, emb_drop, block_caches, lnf, head, loss_cache)
         return logits, loss
 
+    def attention_weights(self) -> list[np.ndarray]:
+        """The attention weights of the last forward(), to look inside the model: one
+        (B, H, T, T) array per layer, where [b, h, t] is how query position t of head h
+        shares its attention over positions 0..t (zero after t; each row sums to 1; before
+        attention dropout). Copies, so the caller may keep or change them. backward() frees
+        the activations, so ask before it (or run a forward without targets)."""
+        if self._cache is None:
+            raise ValueError("attention_weights() needs a forward() first (backward() frees what it kept)")
+        weights = []
+        for _ln1, attention_cache, *_ in self._cache[2]:  # one cache per block
+            _qkv, _q, _k, _v, att, *_ = attention_cache  # as layers.attention_forward keeps it
+            weights.append(att.copy())  # (B, H, T, T)
+        return weights
+
     def backward(self, dloss: float = 1.0):
         """Add d(loss)/d(params) of the last forward() into self.grads (+=, never =), so
         gradients of several micro-batches accumulate. Call zero_grad() to start afresh."""

@@ -1,0 +1,147 @@
+"""Chapter 2, attention: the exercises.
+
+Six functions, one idea each: a softmax that cannot overflow (2.1) and its backward pass
+(2.2); causal scaled dot-product attention (2.3) and its backward pass (2.4); attention
+with several heads (2.5); and a measurement of why scores are divided by sqrt(d) (2.6).
+
+Write your answers in exercises.py (in this folder), replacing each
+`raise NotImplementedError(...)`, then grade them:
+
+    python -m minigpt grade 02                    # all exercises
+    python -m minigpt grade 02 --only softmax     # one of them
+
+The grader checks your backward passes against finite differences of a correct forward
+pass, on shapes you have not seen; its report says, for each exercise, passed, not
+attempted, or wrong and by how much. Use NumPy only; the chapter's reading
+(chapters/02-attention/README.md) derives everything you need.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def softmax(x):
+    """Exercise 2.1: softmax over the last axis, safe for any finite input.
+
+    x: a float array of any shape (..., N). Returns an array of the same shape and dtype
+    whose every row (last axis) is exp(x_i) / sum_j exp(x_j): positive, summing to 1.
+    It must not overflow or produce NaN for large inputs such as x = [1000, 1001], nor
+    for rows whose values are far apart from one another's (one row near +1000, another
+    near -1000)."""
+    # BEGIN SOLUTION
+    # HINT: softmax(x) = softmax(x - c) for any c per row: subtract each row's own max before exp
+    shifted = x - x.max(axis=-1, keepdims=True)  # each row's largest entry becomes 0
+    e = np.exp(shifted)  # in (0, 1]: cannot overflow
+    return e / e.sum(axis=-1, keepdims=True)
+    # END SOLUTION
+
+
+def softmax_backward(dy, y):
+    """Exercise 2.2: the backward pass of softmax over the last axis.
+
+    y = softmax(x) (the forward's output, shape (..., N)) and dy = dL/dy of the same
+    shape. Returns dL/dx, shape (..., N). Do not form the N x N Jacobian: the formula
+    needs one sum per row."""
+    # BEGIN SOLUTION
+    # HINT: dx_i = y_i (dy_i - sum_j y_j dy_j), the sum over each row (the last axis)
+    row_dot = (dy * y).sum(axis=-1, keepdims=True)  # (..., 1): sum_j y_j dy_j
+    return y * (dy - row_dot)
+    # END SOLUTION
+
+
+def causal_attention(q, k, v):
+    """Exercise 2.3: causal scaled dot-product attention, every head at once.
+
+    q, k, v: (B, H, T, hs) arrays: queries, keys, values of B sequences, H heads, T
+    positions, hs numbers per head. Position t may attend to positions 0..t only.
+    Returns (out, att):
+      att (B, H, T, T): softmax over the last axis of q k^T / sqrt(hs), with the future
+                        (key position j > query position t) masked, so att[..., t, j] = 0
+                        for j > t and each row sums to 1;
+      out (B, H, T, hs): att @ v.
+    You may call your softmax from exercise 2.1."""
+    # BEGIN SOLUTION
+    # HINT: scores = q k^T / sqrt(hs); set the entries above the diagonal to -inf BEFORE the softmax
+    from minigpt.kernels.reference import softmax_forward  # your softmax (2.1) would do as well
+
+    T, hs = q.shape[-2], q.shape[-1]
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(hs)  # (B, H, T, T)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)  # j > t; the diagonal stays visible
+    scores = np.where(future, -np.inf, scores)  # exp(-inf) = 0: no weight on the future
+    att = softmax_forward(scores)  # (B, H, T, T)
+    return att @ v, att  # (B, H, T, hs)
+    # END SOLUTION
+
+
+def causal_attention_backward(dout, q, k, v, att):
+    """Exercise 2.4: the backward pass of causal_attention.
+
+    dout (B, H, T, hs) is dL/dout; q, k, v are the forward's inputs and att its (B, H, T, T)
+    attention weights. Returns (dq, dk, dv), each (B, H, T, hs).
+    The chain: out = att v, att = softmax(scores), scores = q k^T / sqrt(hs). The masked
+    positions need no special care: their att is 0."""
+    # BEGIN SOLUTION
+    # HINT: dv = att^T dout, datt = dout v^T; softmax backward -> dscores; dq = dscores k / sqrt(hs)
+    hs = q.shape[-1]
+    dv = np.swapaxes(att, -1, -2) @ dout  # (B, H, T, hs)
+    datt = dout @ np.swapaxes(v, -1, -2)  # (B, H, T, T)
+    dscores = att * (datt - (datt * att).sum(axis=-1, keepdims=True))  # softmax backward, per row
+    dscores = dscores / math.sqrt(hs)
+    dq = dscores @ k  # (B, H, T, hs)
+    dk = np.swapaxes(dscores, -1, -2) @ q  # (B, H, T, hs)
+    return dq, dk, dv
+    # END SOLUTION
+
+
+def multi_head_attention(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head):
+    """Exercise 2.5: causal self-attention with n_head heads, as in GPT-2.
+
+    x (B, T, C); attn_weight (C, 3C), attn_bias (3C,); proj_weight (C, C), proj_bias (C,).
+      1. qkv = x @ attn_weight + attn_bias, (B, T, 3C): the first C channels are the
+         queries, the next C the keys, the last C the values;
+      2. head h (of n_head, hs = C // n_head) gets channels h*hs ... (h+1)*hs - 1 of each:
+         q, k, v become (B, n_head, T, hs);
+      3. y = causal attention of each head (you may call your causal_attention, or
+         minigpt.kernels.reference.attention_forward, which does the same);
+      4. put the heads side by side again, (B, T, C), head h in channels h*hs ... (h+1)*hs - 1;
+      5. return y @ proj_weight + proj_bias, (B, T, C)."""
+    # BEGIN SOLUTION
+    # HINT: reshape (B, T, C) to (B, T, n_head, hs), then transpose to (B, n_head, T, hs)
+    from minigpt.kernels.reference import attention_forward
+
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv = x @ attn_weight + attn_bias  # (B, T, 3C)
+    q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)
+               for i in range(3))  # each (B, n_head, T, hs)
+    y, _ = attention_forward(q, k, v)  # (B, n_head, T, hs)
+    y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+    return y @ proj_weight + proj_bias  # (B, T, C)
+    # END SOLUTION
+
+
+def max_attention_weight(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    """Exercise 2.6 (a measurement): how peaked is softmax(q.k) at dimension d?
+
+    Draw, in this order, from rng = np.random.default_rng(seed):
+        q = rng.standard_normal((n_queries, d))            one query per row
+        k = rng.standard_normal((n_queries, n_keys, d))    n_keys keys for each query
+    Score each query against its own keys, scores[i, j] = q[i] . k[i, j], divided by
+    sqrt(d) if `scaled`; take the softmax over the n_keys scores of each query; return
+    the mean over queries of the largest weight, as a Python float. It is 1/n_keys for a
+    uniform softmax and 1 for a one-hot one."""
+    # BEGIN SOLUTION
+    # HINT: scores = np.einsum("id,ijd->ij", q, k); softmax and max along axis 1; then the mean
+    from minigpt.kernels.reference import softmax_forward  # your softmax (2.1) would do as well
+
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, n_keys, d))
+    scores = np.einsum("id,ijd->ij", q, k)  # (n_queries, n_keys), each of variance d
+    if scaled:
+        scores = scores / math.sqrt(d)  # variance 1 at any d
+    return float(softmax_forward(scores).max(axis=1).mean())
+    # END SOLUTION

@@ -1,0 +1,170 @@
+"""The grader of chapter 2: `python -m minigpt grade 02` runs it on exercises.py.
+
+Forward answers are compared with the package (minigpt.kernels.reference, minigpt.layers)
+on shapes and seeds the exercises never mention; backward answers are checked against
+central finite differences of the package's forward, so a wrong forward cannot hide a
+wrong backward; the measurement is recomputed here from its recipe.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minigpt import layers
+from minigpt.course import checks
+from minigpt.course.grading import ex, exercise  # noqa: F401  (ex is a fixture)
+from minigpt.kernels import reference
+
+# --- 2.1 softmax ------------------------------------------------------------------------------
+
+
+@exercise("softmax")
+@pytest.mark.parametrize("shape, seed", [((3, 7), 1), ((2, 4, 5), 2), ((1, 1), 3), ((6, 2), 4)])
+def test_softmax_matches_the_definition(ex, shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape) * 3
+    y = checks.expect_array("softmax(x)", ex.softmax(x), shape=shape)
+    sums = y.sum(axis=-1)
+    checks.expect(np.allclose(sums, 1.0, atol=1e-9),
+                  f"softmax(x) of shape {shape}: rows (last axis) must sum to 1, "
+                  f"one sums to {sums.flat[np.argmax(np.abs(sums - 1))]:.6g}")
+    checks.expect_close(f"softmax(x) of shape {shape}", y, reference.softmax_forward(x), bar=1e-10)
+
+
+@exercise("softmax")
+def test_softmax_does_not_overflow_on_large_logits(ex):
+    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 710.0, 0.0], [800.0, 800.0, 800.0]])
+    y = checks.expect_array("softmax of logits near 1000", ex.softmax(x), shape=x.shape)
+    checks.expect_close("softmax of logits near 1000 (exp(1000) overflows: shift each row first)",
+                        y, reference.softmax_forward(x), bar=1e-10)
+
+
+@exercise("softmax")
+def test_softmax_of_rows_far_apart(ex):
+    rng = np.random.default_rng(5)
+    x = np.stack([1000 + rng.standard_normal(6), -1000 + rng.standard_normal(6), rng.standard_normal(6)])
+    y = checks.expect_array("softmax of rows near +1000, -1000 and 0", ex.softmax(x), shape=x.shape)
+    checks.expect_close("softmax of rows near +1000, -1000 and 0 (shift each row by its own max)",
+                        y, reference.softmax_forward(x), bar=1e-10)
+
+
+# --- 2.2 softmax backward ---------------------------------------------------------------------
+
+
+def _softmax_forward(x):
+    y = reference.softmax_forward(x)
+    return y, y
+
+
+@exercise("softmax_backward")
+@pytest.mark.parametrize("shape, seed", [((4, 7), 0), ((2, 3, 6), 1), ((5, 1), 2), ((3, 2), 3)])
+def test_softmax_backward_matches_finite_differences(ex, shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape) * 2
+    checks.expect_gradients(_softmax_forward, lambda dy, y: ex.softmax_backward(dy, y), (x,), ("dx",), seed=seed)
+
+
+# --- 2.3 causal attention ---------------------------------------------------------------------
+
+ATTENTION_SHAPES = [((2, 3, 5, 4), 0), ((1, 1, 1, 3), 1), ((1, 2, 8, 6), 2), ((3, 1, 4, 2), 3)]
+
+
+def _qkv(shape, seed):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(shape) for _ in range(3))
+
+
+@exercise("causal_attention")
+@pytest.mark.parametrize("shape, seed", ATTENTION_SHAPES)
+def test_causal_attention_matches_the_reference(ex, shape, seed):
+    q, k, v = _qkv(shape, seed)
+    B, H, T, hs = shape
+    answer = ex.causal_attention(q, k, v)
+    checks.expect(isinstance(answer, tuple) and len(answer) == 2, "causal_attention must return (out, att)")
+    out, att = answer
+    checks.expect_array("att", att, shape=(B, H, T, T))
+    checks.expect_array("out", out, shape=shape)
+    diagonal = np.diagonal(att, axis1=-2, axis2=-1)  # (B, H, T): what each position gives itself
+    checks.expect(np.all(diagonal > 0), "att[..., t, t] is 0 for some t: position t must see itself; "
+                                        "mask only the keys j > t")
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    checks.expect(not np.any(att[..., future]), "att puts weight on future positions (key j > query t): "
+                                                "mask them before the softmax")
+    sums = att.sum(axis=-1)
+    checks.expect(np.allclose(sums, 1.0, atol=1e-9), f"att rows must sum to 1 over the visible positions; one "
+                                                     f"sums to {sums.flat[np.argmax(np.abs(sums - 1))]:.6g}")
+    want_out, want_att = reference.attention_forward(q, k, v)
+    checks.expect_close(f"att for (B, H, T, hs) = {shape}", att, want_att, bar=1e-10)
+    checks.expect_close(f"out for (B, H, T, hs) = {shape}", out, want_out, bar=1e-10)
+
+
+@exercise("causal_attention")
+def test_the_first_position_sees_only_itself(ex):
+    q, k, v = _qkv((1, 1, 5, 3), 7)
+    out, att = ex.causal_attention(q, k, v)
+    checks.expect_close("att[0, 0, 0] (position 0 can only attend to itself)", np.asarray(att)[0, 0, 0],
+                        np.eye(5)[0], bar=1e-12)
+    checks.expect_close("out[0, 0, 0] (position 0 can only attend to itself)", np.asarray(out)[0, 0, 0],
+                        v[0, 0, 0], bar=1e-12)
+
+
+# --- 2.4 causal attention backward -----------------------------------------------------------
+
+
+def _attention_forward(q, k, v):
+    out, att = reference.attention_forward(q, k, v)
+    return out, (q, k, v, att)
+
+
+@exercise("causal_attention_backward")
+@pytest.mark.parametrize("shape, seed", [((2, 2, 5, 4), 0), ((1, 3, 1, 2), 1), ((1, 1, 6, 3), 2), ((2, 1, 3, 5), 3)])
+def test_causal_attention_backward_matches_finite_differences(ex, shape, seed):
+    q, k, v = _qkv(shape, seed + 10)
+    checks.expect_gradients(_attention_forward, lambda dout, cache: ex.causal_attention_backward(dout, *cache),
+                            (q, k, v), ("dq", "dk", "dv"), seed=seed)
+
+
+# --- 2.5 multi-head attention -----------------------------------------------------------------
+
+
+@exercise("multi_head_attention")
+@pytest.mark.parametrize("B, T, C, n_head, seed", [(2, 5, 12, 3, 0), (1, 1, 8, 2, 1), (2, 6, 8, 4, 2), (1, 4, 6, 1, 3)])
+def test_multi_head_attention_matches_minigpt_layers(ex, B, T, C, n_head, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, C))
+    attn_weight, attn_bias = rng.standard_normal((C, 3 * C)) / math.sqrt(C), rng.standard_normal(3 * C)
+    proj_weight, proj_bias = rng.standard_normal((C, C)) / math.sqrt(C), rng.standard_normal(C)
+    got = ex.multi_head_attention(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head)
+    want, _ = layers.attention_forward(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head)
+    checks.expect_close(f"output for B={B}, T={T}, C={C}, n_head={n_head}", got, want, bar=1e-9)
+
+
+# --- 2.6 measuring softmax saturation ---------------------------------------------------------
+
+
+def _max_attention_weight(d, scaled, n_queries, n_keys, seed):
+    """The recipe of exercise 2.6, written again from its docstring."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, n_keys, d))
+    scores = (k @ q[:, :, None])[:, :, 0]  # (n_queries, n_keys)
+    if scaled:
+        scores = scores / math.sqrt(d)
+    return float(reference.softmax_forward(scores).max(axis=1).mean())
+
+
+@exercise("max_attention_weight")
+@pytest.mark.parametrize("d, scaled, n_queries, n_keys, seed", [
+    (64, True, 500, 16, 3), (64, False, 500, 16, 3), (4, True, 300, 8, 1), (256, False, 200, 10, 2),
+    (9, False, 400, 5, 4), (100, True, 300, 32, 5)])  # fmt: skip
+def test_max_attention_weight_follows_the_recipe(ex, d, scaled, n_queries, n_keys, seed):
+    got = ex.max_attention_weight(d, scaled, n_queries=n_queries, n_keys=n_keys, seed=seed)
+    want = _max_attention_weight(d, scaled, n_queries, n_keys, seed)
+    what = f"max_attention_weight(d={d}, scaled={scaled}, n_queries={n_queries}, n_keys={n_keys}, seed={seed})"
+    checks.expect(isinstance(got, (float, np.floating)), f"{what} must return a float, got {type(got).__name__}")
+    if abs(got - want) > 1e-9:
+        near = abs(got - want) < 0.02  # within sampling noise: the idea is right, the draws are not
+        raise checks.Wrong(f"{what} = {got:.6g}, expected {want:.6g}" + (
+            " (close: draw q, then k, from np.random.default_rng(seed), exactly as the docstring says)"
+            if near else ""))
