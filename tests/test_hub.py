@@ -30,6 +30,7 @@ class FakeHub:
         self.log: list[tuple[str, str, str | None]] = []  # (method, host:path, Range header)
         self.cut_storage_after: list[int] = []  # the next storage GETs stop after this many bytes
         self.wrong_sha256 = False
+        self.wrong_git_sha1 = False
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -86,7 +87,7 @@ class FakeHub:
                     return self.end_headers()
                 git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
                 self.send_response(200)
-                self.send_header("ETag", f'"{git_sha1}"')
+                self.send_header("ETag", f'"{"1" * 40 if hub.wrong_git_sha1 else git_sha1}"')
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if body:
@@ -188,15 +189,12 @@ def test_a_wrong_hash_is_refused_and_the_bad_file_deleted(fake_hub, cache, tiny_
     assert sorted(p.name for p in (cache / "hf/owner/tiny").iterdir()) == ["config.json"]
 
 
-def test_config_json_is_checked_by_its_git_blob_sha1(fake_hub, cache):
-    fake_hub.repos["owner/tiny"]["config.json"] += b" "  # the ETag is computed from these bytes...
-    original = hub.files.git_blob_sha1
-    hub.files.git_blob_sha1 = lambda path: "1" * 40  # ...and the download is made to look altered
-    try:
-        with pytest.raises(DataUnavailable, match="has git blob sha1 1{40}, but the server announced"):
-            GPT.from_pretrained("owner/tiny")
-    finally:
-        hub.files.git_blob_sha1 = original
+def test_config_json_is_checked_by_its_git_blob_sha1(fake_hub, cache, tiny_repo):
+    fake_hub.wrong_git_sha1 = True
+    data = (tiny_repo / "config.json").read_bytes()
+    real = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what `git hash-object` prints
+    with pytest.raises(DataUnavailable, match=f"has git blob sha1 {real}, but the server announced 1{{40}}"):
+        GPT.from_pretrained("owner/tiny")
     assert not (cache / "hf/owner/tiny/config.json").exists()
 
 
@@ -260,3 +258,10 @@ def test_the_default_endpoint_is_huggingface_co(monkeypatch):
     assert hub.file_url("gpt2", "config.json") == "https://huggingface.co/gpt2/resolve/main/config.json"
     assert hub.is_model_name("gpt2-xl") and hub.is_model_name("openai-community/gpt2")
     assert not hub.is_model_name("../etc") and not hub.is_model_name("/abs/path")
+
+
+def test_git_blob_sha1_is_gits_object_id(tmp_path):
+    from minigpt.files import git_blob_sha1
+
+    (tmp_path / "hello.txt").write_bytes(b"hello\n")
+    assert git_blob_sha1(tmp_path / "hello.txt") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
