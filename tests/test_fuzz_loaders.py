@@ -17,10 +17,12 @@ The property: the loader either loads, or raises its documented error with the d
 file's name in the message; never another exception, never a hang, and the files are left
 exactly as they were (loading writes nothing).
 
-Reproducible and bounded: derandomize=True makes every CI run try the same examples, and
-max_examples keeps the whole module near 30 s on two cores. The deadline is a hang
-detector, set far above the few milliseconds an example takes, not a speed test. The
-number of examples each fuzzer ran is printed at the end of the module (pytest -s).
+Reproducible and bounded: derandomize=True makes every CI run of a commit try the same
+examples (Hypothesis also draws a few values from constants in the package's source, so
+the examples change when the source does), and max_examples keeps the whole module near
+20 s on two cores. The deadline is a hang detector, set far above the few milliseconds an
+example takes, not a speed test. The number of examples each fuzzer ran, and how many of
+them loaded, is printed at the end of the module (pytest -s).
 """
 
 from __future__ import annotations
