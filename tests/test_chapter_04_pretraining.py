@@ -1,0 +1,400 @@
+"""Chapter 4, pretraining: its grader catches plausible wrong answers, and its notebook runs
+and shows what the reading claims (the loss falls from about log V, the two inits side by
+side, each sampling rule leaves the distribution it promises, the KV cache gives the same
+logits as the full forward pass)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from course_helpers import check_wrong_answers_are_caught, execute_notebook
+
+# Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
+# copy of solutions.py, so they may use only what it imports (np, math, IGNORE_INDEX).
+
+IGNORE_INDEX = -100  # as in solutions.py (the default arguments below are evaluated here too)
+
+# --- 4.1 get_batch_at
+
+
+def get_batch_at__targets_not_shifted(tokens, starts, block_size):
+    windows = np.asarray(starts)[:, None] + np.arange(block_size)
+    x = np.asarray(tokens)[windows].astype(np.int64)
+    return x, x.copy()
+
+
+def get_batch_at__targets_shifted_the_wrong_way(tokens, starts, block_size):
+    windows = np.asarray(starts)[:, None] + np.arange(block_size)
+    return np.asarray(tokens)[windows].astype(np.int64), np.asarray(tokens)[windows - 1].astype(np.int64)  # the previous token
+
+
+def get_batch_at__targets_one_token_too_far(tokens, starts, block_size):
+    windows = np.asarray(starts)[:, None] + np.arange(block_size)
+    last = len(tokens) - 1
+    return np.asarray(tokens)[windows].astype(np.int64), np.asarray(tokens)[np.minimum(windows + 2, last)].astype(np.int64)
+
+
+# --- 4.2 lm_loss
+
+
+def lm_loss__mean_over_ignored_positions_too(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    counted = t != ignore_index
+    losses = np.where(counted, -logp[np.arange(len(t)), np.where(counted, t, 0)], 0.0)
+    return float(losses.mean())  # divides by every position, ignored ones included
+
+
+def lm_loss__no_max_shift(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return 0.0
+    with np.errstate(all="ignore"):
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # exp overflows on large logits
+    return float(-logp[counted][np.arange(counted.sum()), t[counted]].mean())
+
+
+def lm_loss__sum_instead_of_mean(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    shifted = z[counted] - z[counted].max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-logp[np.arange(counted.sum()), t[counted]].sum())
+
+
+# --- 4.3 lm_loss_backward
+
+
+def lm_loss_backward__divides_by_every_position(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    dz = e / e.sum(axis=-1, keepdims=True)
+    dz[np.flatnonzero(counted), t[counted]] -= 1.0
+    dz[~counted] = 0.0
+    return (dz / len(t)).reshape(logits.shape)  # n counts the ignored rows too
+
+
+def lm_loss_backward__ignored_rows_keep_their_softmax(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    dz = e / e.sum(axis=-1, keepdims=True)
+    dz[np.flatnonzero(counted), t[counted]] -= 1.0  # but the ignored rows are never zeroed
+    return (dz / max(counted.sum(), 1)).reshape(logits.shape)
+
+
+def lm_loss_backward__onehot_minus_softmax(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    dz = e / e.sum(axis=-1, keepdims=True)
+    dz[np.flatnonzero(counted), t[counted]] -= 1.0
+    dz[~counted] = 0.0
+    return (-dz / max(counted.sum(), 1)).reshape(logits.shape)  # the sign flipped
+
+
+# --- 4.4 adamw_step
+
+
+def adamw_step__l2_added_to_the_gradient(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    g = grads + weight_decay * decay_mask * params  # Adam with L2: the decay goes through m and v
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return params - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def adamw_step__no_bias_correction(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    return params - lr * (m / (np.sqrt(v) + eps) + weight_decay * decay_mask * params), m, v
+
+
+def adamw_step__decays_every_parameter(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return params - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * params), m, v  # biases too
+
+
+def adamw_step__decay_not_scaled_by_lr(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return params - lr * m_hat / (np.sqrt(v_hat) + eps) - weight_decay * decay_mask * params, m, v
+
+
+# --- 4.5 learning_rate
+
+
+def learning_rate__warmup_off_by_one(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * it / warmup  # iteration 0 gets a learning rate of 0
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
+
+
+def learning_rate__cosine_misses_min_lr(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup) / (lr_decay_iters - warmup + 1)  # still above min_lr at lr_decay_iters - 1
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
+
+
+def learning_rate__cosine_down_to_zero(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return lr * 0.5 * (1 + math.cos(math.pi * ratio))  # forgets the floor inside the decay
+
+
+def learning_rate__no_floor_after_the_decay(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    ratio = (it - warmup) / max(lr_decay_iters - warmup, 1)  # the cosine comes back up after the end
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
+
+
+# --- 4.6 sampling_distribution
+
+
+def sampling_distribution__temperature_after_softmax(logits, temperature=1.0, top_k=None, top_p=None):
+    e = np.exp(logits - logits.max())
+    probs = e / e.sum() / temperature  # divides the probabilities: renormalised, T has no effect
+    probs = probs / probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        probs[order[top_k:]] = 0.0
+        probs /= probs.sum()
+    if top_p is not None:  # the right nucleus
+        order = np.argsort(-probs, kind="stable")
+        keep = np.cumsum(probs[order]) - probs[order] < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs = probs / probs.sum()
+    return probs
+
+
+def sampling_distribution__top_k_keeps_ties(logits, temperature=1.0, top_k=None, top_p=None):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if top_k is not None:
+        kth = np.sort(z)[-top_k]
+        z = np.where(z >= kth, z, -np.inf)  # every token tied with the k-th stays: k + 1 or more
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    if top_p is not None:  # the right nucleus
+        order = np.argsort(-probs, kind="stable")
+        keep = np.cumsum(probs[order]) - probs[order] < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs = probs / probs.sum()
+    return probs
+
+
+def sampling_distribution__top_p_excludes_the_crossing_token(logits, temperature=1.0, top_k=None, top_p=None):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        probs[order[top_k:]] = 0.0
+        probs /= probs.sum()
+    if top_p is not None:
+        order = np.argsort(-probs, kind="stable")
+        keep = np.cumsum(probs[order]) <= top_p  # stops before the token that crosses p
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs = probs / probs.sum()
+    return probs
+
+
+def sampling_distribution__top_p_before_top_k(logits, temperature=1.0, top_k=None, top_p=None):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    if top_p is not None:
+        order = np.argsort(-probs, kind="stable")  # the nucleus of the full distribution
+        keep = np.cumsum(probs[order]) - probs[order] < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs = probs / probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        probs[order[top_k:]] = 0.0
+        probs /= probs.sum()
+    return probs
+
+
+# --- 4.7 positions_processed
+
+
+def positions_processed__counts_forward_calls(model, prompt, max_new_tokens, use_cache):
+    return max_new_tokens  # one call per new token, whatever it is fed
+
+
+def positions_processed__without_cache_feeds_the_whole_sequence(model, prompt, max_new_tokens, use_cache):
+    B, T0 = prompt.shape
+    block = model.config.block_size
+    if not use_cache:
+        return B * sum(range(T0, T0 + max_new_tokens))  # forgets the crop to the last block_size tokens
+    total = length = fed = 0  # the cache path done right, step by step as generate does it
+    for t in range(T0, T0 + max_new_tokens):
+        if length + (t - fed) <= block:
+            total, length = total + B * (t - fed), length + (t - fed)
+        else:
+            total, length = total + B * block, block
+        fed = t
+    return total
+
+
+def positions_processed__one_row_only(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+
+    def cached(m, idx_new, cache, *rest):
+        nonlocal counted
+        counted += idx_new.shape[1]  # T_new, not B * T_new
+        return real_cached(m, idx_new, cache, *rest)
+
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).shape[1]
+        return real_forward(idx, *rest, **options)
+
+    generation.forward_with_cache, model.forward = cached, full
+    try:
+        generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    finally:
+        generation.forward_with_cache = real_cached
+        del model.forward
+    return counted
+
+
+def positions_processed__cache_never_rebuilt(model, prompt, max_new_tokens, use_cache):
+    B, T0 = prompt.shape
+    block = model.config.block_size
+    if not use_cache:
+        return B * sum(min(t, block) for t in range(T0, T0 + max_new_tokens))
+    return B * (min(T0, block) + max_new_tokens - 1)  # as if the cache could slide past block_size
+
+
+WRONG_ANSWERS = [
+    get_batch_at__targets_not_shifted,
+    get_batch_at__targets_shifted_the_wrong_way,
+    get_batch_at__targets_one_token_too_far,
+    lm_loss__mean_over_ignored_positions_too,
+    lm_loss__no_max_shift,
+    lm_loss__sum_instead_of_mean,
+    lm_loss_backward__divides_by_every_position,
+    lm_loss_backward__ignored_rows_keep_their_softmax,
+    lm_loss_backward__onehot_minus_softmax,
+    adamw_step__l2_added_to_the_gradient,
+    adamw_step__no_bias_correction,
+    adamw_step__decays_every_parameter,
+    adamw_step__decay_not_scaled_by_lr,
+    learning_rate__warmup_off_by_one,
+    learning_rate__cosine_misses_min_lr,
+    learning_rate__cosine_down_to_zero,
+    learning_rate__no_floor_after_the_decay,
+    sampling_distribution__temperature_after_softmax,
+    sampling_distribution__top_k_keeps_ties,
+    sampling_distribution__top_p_excludes_the_crossing_token,
+    sampling_distribution__top_p_before_top_k,
+    positions_processed__counts_forward_calls,
+    positions_processed__without_cache_feeds_the_whole_sequence,
+    positions_processed__one_row_only,
+    positions_processed__cache_never_rebuilt,
+]
+
+
+def test_the_grader_catches_plausible_wrong_answers(tmp_path):
+    check_wrong_answers_are_caught("04", tmp_path, WRONG_ANSWERS)
+
+
+# --- the figure of the sampling rules -------------------------------------------------------
+
+
+def test_the_sampling_figure_draws_what_each_rule_keeps(tmp_path):
+    from minigpt.plots import plot_next_token_distributions, token_label
+
+    plain = np.array([0.05, 0.4, 0.1, 0.3, 0.15])
+    top2 = np.array([0.0, 0.4, 0.0, 0.3, 0.0]) / 0.7
+    fig = plot_next_token_distributions({"T=1": plain, "top-k 2": top2}, token_labels=list("ab c\n"), top_n=4,
+                                        ncols=3, out_png=tmp_path / "rules.png")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2 and (tmp_path / "rules.png").stat().st_size > 1000
+    assert "2 of 5 kept" in visible[1].get_title() and "5 of 5 kept" in visible[0].get_title()
+    ticks = [t.get_text() for t in visible[0].get_xticklabels()]
+    assert ticks == ["b", "c", "\\n", "sp"]  # the 4 most likely of the reference, whitespace made visible
+    filled = [bar.get_height() for bar in visible[1].patches if bar.get_facecolor()[3] > 0]
+    assert filled == pytest.approx([0.4 / 0.7, 0.3 / 0.7])  # only the kept tokens are filled
+    assert token_label("\t") == "\\t" and token_label("x") == "x"
+    with pytest.raises(ValueError, match="has 3 entries"):
+        plot_next_token_distributions({"a": plain, "b": plain[:3]})
+
+
+# --- the notebook --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_and_shows_what_the_chapter_claims():
+    values, _ = execute_notebook("04-pretraining", [
+        "log_v", "loss_at_init", "loss_at_init_gpt2",
+        "run.metrics[0]['val_loss']", "run.metrics[-1]['val_loss']", "run.full_val_loss",
+        "init_runs['1/sqrt(n_embd)']", "init_runs['0.02 (GPT-2)']",
+        "kept", "nucleus_mass", "greedy_probs_max", "entropies",
+        "cache_max_error", "positions_with_cache", "positions_without_cache", "future_leak",
+        "decoupled_shrink", "l2_shrink",
+    ])
+    log_v = values["log_v"]
+    assert log_v == pytest.approx(math.log(65))  # Tiny Shakespeare's 65 characters (CI has the data)
+    # step 0: an untrained model scores about log V; GPT-2's small init almost exactly
+    assert abs(values["loss_at_init"] - log_v) < 0.5, values["loss_at_init"]
+    assert abs(values["loss_at_init_gpt2"] - log_v) < 0.05, values["loss_at_init_gpt2"]
+    # the run: from about log V down by well over a nat
+    start, end = values["run.metrics[0]['val_loss']"], values["run.metrics[-1]['val_loss']"]
+    assert abs(start - log_v) < 0.5 and end < log_v - 1.5, (start, end)
+    assert abs(values["run.full_val_loss"] - end) < 0.1
+    # the init comparison: both learn; GPT-2's 0.02 starts nearer log V but ends clearly behind
+    wide, gpt2 = values["init_runs['1/sqrt(n_embd)']"], values["init_runs['0.02 (GPT-2)']"]
+    assert wide[-1] < wide[0] - 1.5 and gpt2[-1] < gpt2[0] - 1.5, (wide, gpt2)
+    assert gpt2[0] < wide[0] and wide[-1] < gpt2[-1] - 0.05, (wide, gpt2)
+    # causal: changing a later token changes no earlier logit
+    assert values["future_leak"] == 0.0
+    # AdamW's decay shrinks every decayed weight by the same factor, Adam + L2 does not
+    assert values["decoupled_shrink"][0] == pytest.approx(values["decoupled_shrink"][1], rel=1e-9)
+    assert values["l2_shrink"][0] > 10 * values["l2_shrink"][1]
+    # sampling rules: greedy is one-hot, top-k keeps k, top-p keeps the smallest nucleus
+    assert values["greedy_probs_max"] == 1.0
+    assert values["kept"]["top-k 5"] == 5 and values["kept"]["greedy"] == 1
+    assert values["nucleus_mass"][0] >= 0.9 > values["nucleus_mass"][1], values["nucleus_mass"]
+    assert values["entropies"]["T=0.5"] < values["entropies"]["T=1"] < values["entropies"]["T=1.5"]
+    # the KV cache gives the full forward's logits, feeding far fewer positions
+    assert values["cache_max_error"] < 1e-4
+    assert values["positions_with_cache"] * 5 < values["positions_without_cache"]
