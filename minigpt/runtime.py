@@ -42,3 +42,33 @@ def _keep_freed_memory_for_reuse():
 
 if TUNE_RUNTIME:
     _keep_freed_memory_for_reuse()
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(n: int) -> None:
+    """Run Numba's parallel kernels and BLAS's matmuls on n threads each, from now on.
+
+    Used when several processes share a machine (data-parallel ranks): each then gets its
+    share of the cores, and threads of different processes do not fight over the same
+    ones. BLAS reads OPENBLAS_NUM_THREADS only when NumPy loads, long before this, so its
+    count is changed through threadpoolctl (installed with mpi4py, see
+    requirements-optional.txt); without it BLAS keeps its default, which is slower."""
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        import threadpoolctl
+    except ImportError:
+        import warnings
+
+        warnings.warn(f"threadpoolctl is not installed, so BLAS keeps its own thread count instead of {n} "
+                      f"(pip install threadpoolctl)", stacklevel=2)
+        return
+    threadpoolctl.threadpool_limits(limits=n, user_api="blas")

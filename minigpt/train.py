@@ -10,6 +10,10 @@ configuration and the setting up of a run, fresh or resumed, are in train_setup.
         loss = model.forward(x, y); model.backward()
         clip the gradient norm; AdamW step with this iteration's learning rate
 
+Under `mpiexec -n N` the same loop runs in N processes that split every batch between
+them (data parallelism, minigpt/distributed.py); the few lines that differ are marked
+"MPI:". The result is the single-process run's, to float32 rounding.
+
 The default configuration is nanoGPT's CPU recipe for Tiny Shakespeare at character
 level (the preset "shakespeare-char"); every field can be changed by a flag, or in Python:
 
@@ -41,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt import checkpoint, data
+from minigpt import checkpoint, data, distributed
 from minigpt.optim import clip_grad_norm, lr_at
 from minigpt.train_setup import (
     PRESETS,
@@ -103,25 +107,33 @@ def split_loss(model, tokens, block_size: int, batch_size: int = 64, max_tokens:
         return float(sum(model.forward(bx, by)[1] * len(bx) for bx, by in batches) / n)
 
 
-def train_step(model, optimizer, batches, lr: float, grad_clip: float) -> tuple[float, float]:
+def train_step(model, optimizer, batches, lr: float, grad_clip: float,
+               world=distributed.SINGLE_PROCESS) -> tuple[float, float]:
     """One optimizer step on a list of micro-batches; returns (mean loss, gradient norm).
 
     backward() adds into the gradients, so the micro-batches accumulate for free; each is
     scaled by 1/len(batches) (dloss), making the sum the gradient of the mean loss over
     all of them, the same as one big batch. Nothing is updated if a loss or the gradient
-    norm is not finite: the caller sees it and stops."""
+    norm is not finite: the caller sees it and stops.
+
+    MPI: with world.size N ranks, `batches` are this rank's rows of each micro-batch;
+    dloss 1/N and the sum over ranks (one Allreduce) make the gradient of the whole batch."""
     model.zero_grad()
     losses = []
     for x, y in batches:
         _, loss = model.forward(x, y)
         losses.append(loss)
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) and world.size == 1:  # (under MPI every rank must reach the Allreduce)
             return float(loss), float("nan")
-        model.backward(1.0 / len(batches))
+        model.backward(1.0 / (len(batches) * world.size))
+    world.sum_gradients(model.flat_grads)  # MPI: every rank now holds the global batch's gradient
+    loss = world.mean(float(np.mean(losses)))  # MPI: the global batch's loss, the same on every rank
+    if not math.isfinite(loss):
+        return loss, float("nan")
     norm = clip_grad_norm(model.flat_grads, grad_clip)
     if math.isfinite(norm):
         optimizer.step(lr)
-    return float(np.mean(losses)), norm
+    return loss, norm
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------
@@ -163,12 +175,20 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
     NaN/inf loss, after keeping the last good checkpoint as it was."""
     from tqdm.auto import tqdm
 
+    world = distributed.world()  # MPI: this process's rank of N (without mpiexec: one rank)
+    if not world.is_root:  # MPI: rank 0 alone prints, evaluates and writes files
+        log = _quiet
     run = prepare_run(config, log)
     config, model = run.config, run.model
+    world.check_divides(config.batch_size)
+    if world.size > 1:  # MPI: dropout masks as a single process draws them for the global batch
+        model.rng = distributed.RowsOfGlobalDraws(model.rng, world)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
-    evaluated_at = _restart_metrics(metrics_path, keep_until=run.iteration if run.resumed else None)
+    evaluated_at = None
+    if world.is_root:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        evaluated_at = _restart_metrics(metrics_path, keep_until=run.iteration if run.resumed else None)
     eval_batches = {"train": make_eval_batches(run.train_tokens, config),
                     "val": make_eval_batches(run.val_tokens, config)}
     if run.resumed:
@@ -188,9 +208,10 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
     train_time = window_time = 0.0  # seconds in optimizer steps: in total, since the last eval
     window_iters = 0
     interrupted = False
-    bar = tqdm(total=config.max_iters, initial=start_iter, disable=not config.progress, unit="it",
+    show_progress = config.progress and world.is_root
+    bar = tqdm(total=config.max_iters, initial=start_iter, disable=not show_progress, unit="it",
                dynamic_ncols=True)
-    say = bar.write if config.progress else log  # printing through tqdm keeps the bar intact
+    say = bar.write if show_progress else log  # printing through tqdm keeps the bar intact
 
     def elapsed():
         return run.elapsed_before + time.perf_counter() - t_start
@@ -206,8 +227,9 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
             while True:
                 it = run.iteration
                 # evaluate and save: every eval_interval iterations and at the end, unless the
-                # run being resumed did so already (a Ctrl-C saves without evaluating)
-                if (it % config.eval_interval == 0 or it >= config.max_iters) and it != evaluated_at:
+                # run being resumed did so already (a Ctrl-C saves without evaluating); MPI: rank 0 only
+                due = (it % config.eval_interval == 0 or it >= config.max_iters) and it != evaluated_at
+                if due and world.is_root:
                     losses = {split: estimate_loss(model, b) for split, b in eval_batches.items()}
                     for split, value in losses.items():
                         if not math.isfinite(value):
@@ -234,7 +256,9 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
                 lr = lr_of(it)
                 batches = [data.get_batch(run.train_tokens, config.batch_size, config.block_size, run.batch_rng)
                            for _ in range(config.grad_accum)]
-                loss, norm = train_step(model, run.optimizer, batches, lr, config.grad_clip)
+                # MPI: every rank drew the same global batch (same generator); each keeps its rows
+                batches = [(world.local_rows(x), world.local_rows(y)) for x, y in batches]
+                loss, norm = train_step(model, run.optimizer, batches, lr, config.grad_clip, world)
                 if not math.isfinite(loss):
                     raise diverged("the training loss", loss)
                 if not math.isfinite(norm):
@@ -250,8 +274,10 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
                 bar.update(1)
                 if on_step is not None:
                     on_step(run.iteration, loss, model)
-                if stop["stop"]:  # Ctrl-C was pressed during this iteration: save and leave
-                    save_run(run, elapsed())
+                # Ctrl-C was pressed during this iteration: save and leave (MPI: rank 0's decides)
+                if world.root_decides(stop["stop"]):
+                    if world.is_root:
+                        save_run(run, elapsed())
                     interrupted = True
                     break
     except KeyboardInterrupt:  # a second Ctrl-C, mid-iteration: the state may be half updated
@@ -261,10 +287,12 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
         raise
     finally:
         bar.close()
+        if world.size > 1:
+            model.rng = model.rng.generator
 
     from minigpt import plots
 
-    if metrics_path.exists() and metrics_path.stat().st_size:
+    if world.is_root and metrics_path.exists() and metrics_path.stat().st_size:
         plots.plot_losses(metrics_path, out_dir / "loss.png")
     steps = run.iteration - start_iter
     result = TrainResult(model, run.tokenizer, config, metrics, train_losses, run.iteration, run.best_val_loss,
@@ -273,6 +301,8 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
     if interrupted:
         log(f"interrupted: saved a checkpoint at iteration {run.iteration} in {out_dir}; "
             f"continue with: python -m minigpt train --resume --out-dir {out_dir}")
+        return result
+    if not world.is_root:  # MPI: the other ranks are done; rank 0 reports and samples
         return result
     result.full_val_loss = split_loss(model, run.val_tokens, config.block_size, config.batch_size)
     if metrics:
@@ -283,6 +313,10 @@ def train(config: TrainConfig, on_step=None, on_eval=None, log=print) -> TrainRe
         result.sample = sample_text(model, run.tokenizer, config.sample_tokens, config.seed)
         log("sample:\n" + result.sample)
     return result
+
+
+def _quiet(*args, **kwargs):
+    pass
 
 
 def _restart_metrics(path: Path, keep_until: int | None) -> int | None:
@@ -374,14 +408,15 @@ def run(args) -> int:
             saved = saved_train_config(checkpoint.load_state(config.out_dir), config.out_dir)
         except checkpoint.CheckpointError as err:
             print(f"error: {err}", file=sys.stderr)
-            return 1
+            return distributed.stop_all_ranks(1)
         for name in saved.keys() - given.keys() - {"out_dir", "resume", "progress", "allow_data_change"}:
             setattr(config, name, saved[name])
     try:
         result = train(config)
-    except (TrainingDiverged, DataUnavailable, checkpoint.CheckpointError, ValueError, FileNotFoundError) as err:
+    except (TrainingDiverged, DataUnavailable, checkpoint.CheckpointError, ValueError, FileNotFoundError,
+            distributed.MPIUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return distributed.stop_all_ranks(1)  # MPI: the others would wait forever
     except KeyboardInterrupt:
-        return 130
+        return distributed.stop_all_ranks(130)
     return 130 if result.interrupted else 0
