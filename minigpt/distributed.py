@@ -142,7 +142,8 @@ def world() -> World:
 
     MPI is only imported in the first case, so a plain run never needs (or initialises)
     it. Under MPI the cores of each machine are shared out: every rank gets
-    cores // (ranks on this machine) threads for Numba and for BLAS alike."""
+    cores // (ranks on this machine) threads for Numba and for BLAS alike (unless the
+    thread variables, e.g. OMP_NUM_THREADS, were set by hand)."""
     global _world
     if _world is not None:
         return _world
@@ -159,9 +160,18 @@ def world() -> World:
     comm = MPI.COMM_WORLD
     from minigpt import runtime
 
-    runtime.limit_threads(max(1, runtime.available_cores() // launched[2]))
+    if not any(name in os.environ for name in runtime.THREAD_VARIABLES):  # a thread count set by hand wins
+        runtime.limit_threads(max(1, runtime.available_cores() // launched[2]))
     _world = World(comm.Get_rank(), comm.Get_size(), comm)
     return _world
+
+
+def mpiexec_path() -> str | None:
+    """The mpiexec that `pip install mpich` put beside this Python, else one on PATH, else None."""
+    import shutil
+    import sysconfig
+
+    return shutil.which("mpiexec", path=os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
 
 
 class RowsOfGlobalDraws:

@@ -44,6 +44,10 @@ if TUNE_RUNTIME:
     _keep_freed_memory_for_reuse()
 
 
+# The variables that set the thread counts of OpenMP, OpenBLAS, MKL and Numba when they load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity where the OS reports it)."""
     try:

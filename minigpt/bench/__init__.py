@@ -1,9 +1,13 @@
 """python -m minigpt bench [SUITE ...]: how fast is minigpt, and compared with what?
 
 Suites:
-    train      training tokens/s of the shakespeare-char preset, minigpt vs PyTorch CPU
-               (same architecture, batch and thread count, timed in the same run), and
-               achieved GFLOP/s against this machine's measured BLAS sgemm rate
+    train      training tokens/s, minigpt vs PyTorch CPU, at two model sizes (presets
+               shakespeare-char and 6L-384), in every layout of the cores: one process
+               with one thread or all of them, and data-parallel processes (minigpt over
+               MPI, PyTorch DDP over gloo), all timed in the same run; achieved GFLOP/s
+               against this machine's measured BLAS sgemm rate. With --profile, where the
+               time of a minigpt step goes (per layer, forward vs backward, optimizer,
+               overhead)
     sample     sampling tokens/s with and without the KV cache
     kernels    each Numba kernel against its NumPy reference
     tokenizer  BPE encode/decode throughput
@@ -12,16 +16,26 @@ With no suite named, `train` and `sample` run; `all` runs every suite.
 
 These machines are shared and noisy, so compare numbers taken in one run (the ratio
 lines), not numbers from different runs. Timing lives here, never in the tests.
+
+    python -m minigpt bench --profile --json bench.json
+
+runs everything the README's speed section shows, prints its table, and writes every
+number with the machine's description to bench.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
+import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from minigpt.runtime import THREAD_VARIABLES
 
 SUITES = {
     "train": "minigpt.bench.train",
@@ -30,7 +44,7 @@ SUITES = {
     "tokenizer": "minigpt.bench.tokenizer",
 }
 DEFAULT_SUITES = ("train", "sample")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+TRAIN_PRESETS = ("shakespeare-char", "6L-384")  # minigpt.bench.train.PRESETS (not imported here: --help stays quick)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="untimed iterations first (Numba compilation, caches, BLAS threads)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for BLAS, Numba and torch alike (default: what they pick, "
-                             "normally one per core)")
+                             "normally one per core); the train suite then uses this many cores")
+    parser.add_argument("--presets", nargs="+", choices=TRAIN_PRESETS, default=None,
+                        help=f"train suite: the model sizes to time (default: {' '.join(TRAIN_PRESETS)})")
+    parser.add_argument("--profile", action="store_true",
+                        help="train suite: also profile a minigpt step (per layer, forward vs backward, "
+                             "optimizer, overhead) at 1 thread and at all")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write every result, with the machine's description, to this JSON file")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparisons")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup", action="store_true",
@@ -61,13 +82,22 @@ def _pin_threads(args) -> int | None:
     if all(os.environ.get(name) == wanted for name in THREAD_VARIABLES):
         return None  # already the fresh process
     env = dict(os.environ, **{name: wanted for name in THREAD_VARIABLES})
-    argv = [sys.executable, "-m", "minigpt", "bench", *args.suites, "--threads", wanted,
-            "--seed", str(args.seed)]
-    for flag, value in (("--iters", args.iters), ("--warmup", args.warmup)):
+    return subprocess.call([sys.executable, "-m", "minigpt", *bench_arguments(args)], env=env)
+
+
+def bench_arguments(args) -> list[str]:
+    """The command line (after `python -m minigpt`) that asks for this benchmark again."""
+    argv = ["bench", *args.suites]
+    for flag, value in (("--threads", args.threads), ("--iters", args.iters), ("--warmup", args.warmup),
+                        ("--json", args.json)):
         if value is not None:
             argv += [flag, str(value)]
-    argv += [flag for flag, on in (("--no-torch", args.no_torch), ("--startup", args.startup)) if on]
-    return subprocess.call(argv, env=env)
+    if args.seed != 0:
+        argv += ["--seed", str(args.seed)]
+    if args.presets:
+        argv += ["--presets", *args.presets]
+    return argv + [flag for flag, on in (("--no-torch", args.no_torch), ("--startup", args.startup),
+                                         ("--profile", args.profile)) if on]
 
 
 def seconds(fn) -> float:
@@ -98,6 +128,10 @@ def run(args) -> int:
         if value is not None and value < least:
             print(f"error: {name} must be >= {least}, got {value}", file=sys.stderr)
             return 2
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        print(f"error: --json {args.json}: the folder {Path(args.json).resolve().parent} does not exist",
+              file=sys.stderr)
+        return 2
     code = _pin_threads(args)
     if code is not None:
         return code
@@ -114,6 +148,8 @@ def run(args) -> int:
     if load > 0.5:  # thread pools that spin-wait suffer badly when the cores are shared
         print(f"note: the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs); "
               f"numbers will be noisy, and multi-threaded ones hit hardest (try --threads 1)")
+    args.results = {}  # each suite adds its numbers here, for --json and the summary
+    machine = describe_machine(args)
     failed = 0
     for name in suites:
         print(f"\n== {name} ==")
@@ -123,4 +159,37 @@ def run(args) -> int:
         except Exception as err:  # one broken suite (say, data offline) must not hide the rest
             print(f"error: suite {name!r} failed: {type(err).__name__}: {err}", file=sys.stderr)
             failed += 1
+    machine["load_average_after"] = _load_average()
+    from minigpt.bench import report
+
+    report.print_summary(args.results, machine)
+    if args.json:
+        report.write_json(args.json, args.results, machine)
     return 1 if failed else 0
+
+
+def _load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def describe_machine(args) -> dict:
+    """What the numbers were measured on, for the JSON file and the README's table."""
+    import numba
+    import numpy as np
+
+    from minigpt.runtime import available_cores
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+    try:  # torch is not imported here: in this process its OpenMP threads would fight BLAS's
+        versions["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return {"cpu": cpu, "cores": available_cores(), "platform": platform.platform(), "versions": versions,
+            "command": " ".join(["python -m minigpt", *bench_arguments(args)]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "load_average_before": _load_average()}
