@@ -236,6 +236,93 @@ def count_params__position_embedding_forgotten(vocab_size, block_size, n_layer, 
     return vocab_size * C + n_layer * (2 * (C + b * C) + 12 * C * C + b * 9 * C) + C + b * C
 
 
+# Added in review: a dtype that changes (float32 in, float64 out), inputs changed in place,
+# code written for one shape only, and three more miscounts.
+
+
+def embedding_backward__float64_gradients_for_float32_dout(dout, idx, vocab_size, block_size):
+    B, T, C = dout.shape
+    dwte = np.zeros((vocab_size, C))  # np.zeros is float64 whatever dout is
+    np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))
+    dwpe = np.zeros((block_size, C))
+    dwpe[:T] = dout.sum(axis=0)
+    return dwte, dwpe
+
+
+def embedding_backward__only_the_first_sequence(dout, idx, vocab_size, block_size):
+    B, T, C = dout.shape
+    dwte = np.zeros((vocab_size, C), dtype=dout.dtype)
+    for t in range(T):
+        dwte[idx[0, t]] += dout[0, t]  # written for B = 1
+    dwpe = np.zeros((block_size, C), dtype=dout.dtype)
+    dwpe[:T] = dout.sum(axis=0)
+    return dwte, dwpe
+
+
+def layernorm_forward__written_for_2d_input(x, weight, bias):
+    mean = x.mean(axis=1, keepdims=True)  # axis 1 is the last axis only when x is (N, C)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * weight + bias
+
+
+def layernorm_forward__normalises_in_place(x, weight, bias):
+    x -= x.mean(axis=-1, keepdims=True)  # changes the caller's array
+    x /= np.sqrt((x * x).mean(axis=-1, keepdims=True) + 1e-5)
+    return x * weight + bias
+
+
+def layernorm_backward__float64_parameter_gradients(dout, x, weight):
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+    xhat, g = (x - mean) * rstd, dout * weight
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    C = x.shape[-1]
+    dweight, dbias = np.zeros(C), np.zeros(C)  # float64 accumulators
+    for row_dout, row_xhat in zip(dout.reshape(-1, C), xhat.reshape(-1, C)):
+        dweight += row_dout * row_xhat
+        dbias += row_dout
+    return dx, dweight, dbias
+
+
+def gelu_backward__multiplies_dout_in_place(dout, x):
+    c = math.sqrt(2 / math.pi)
+    t = np.tanh(c * (x + 0.044715 * x**3))
+    dout *= 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x**2)  # the caller's dout changes
+    return dout
+
+
+def block_backward__dout_changed_in_place(dout, cache):
+    ln_1, attention, ln_2, mlp = cache
+    dh, dfc_w, dfc_b, dmp_w, dmp_b = layers.mlp_backward(dout, mlp)
+    dm_branch, dln2_w, dln2_b = layers.layernorm_backward(dh, ln_2)
+    dm = dout
+    dm += dm_branch  # dm is dout itself: the caller's gradient is overwritten
+    da, dat_w, dat_b, dap_w, dap_b = layers.attention_backward(dm, attention)
+    dx_branch, dln1_w, dln1_b = layers.layernorm_backward(da, ln_1)
+    return dm + dx_branch, dln1_w, dln1_b, dat_w, dat_b, dap_w, dap_b, dln2_w, dln2_b, dfc_w, dfc_b, dmp_w, dmp_b
+
+
+def count_params__mlp_output_bias_4C(vocab_size, block_size, n_layer, n_embd, bias=True):
+    C = n_embd
+    b = 1 if bias else 0
+    block = 2 * (C + b * C) + 12 * C * C + b * (3 * C + C + 4 * C + 4 * C)  # c_proj's bias is C, not 4C
+    return vocab_size * C + block_size * C + n_layer * block + C + b * C
+
+
+def count_params__one_layernorm_per_block(vocab_size, block_size, n_layer, n_embd, bias=True):
+    C = n_embd
+    b = 1 if bias else 0
+    block = (C + b * C) + 12 * C * C + b * 9 * C
+    return vocab_size * C + block_size * C + n_layer * block + C + b * C
+
+
+def count_params__float_count(vocab_size, block_size, n_layer, n_embd, bias=True):
+    C = n_embd
+    b = 1 if bias else 0
+    block = 2 * (C + b * C) + 12 * C**2 + b * 9 * C
+    return float(vocab_size * C + block_size * C + n_layer * block + C + b * C)  # an int is asked for
+
+
 WRONG_ANSWERS = [
     embedding_backward__fancy_index_plus_equals, embedding_backward__assignment_instead_of_accumulation,
     embedding_backward__dwpe_from_the_first_sequence_only, embedding_backward__dwpe_only_T_rows,
@@ -252,6 +339,11 @@ WRONG_ANSWERS = [
     count_params__tied_head_counted_twice, count_params__biases_forgotten,
     count_params__layernorm_biases_kept_without_bias, count_params__final_layernorm_forgotten,
     count_params__position_embedding_forgotten,
+    embedding_backward__float64_gradients_for_float32_dout, embedding_backward__only_the_first_sequence,
+    layernorm_forward__written_for_2d_input, layernorm_forward__normalises_in_place,
+    layernorm_backward__float64_parameter_gradients,
+    gelu_backward__multiplies_dout_in_place, block_backward__dout_changed_in_place, count_params__mlp_output_bias_4C,
+    count_params__one_layernorm_per_block, count_params__float_count,
 ]  # fmt: skip
 
 

@@ -36,11 +36,12 @@ def embedding_backward(dout, idx, vocab_size, block_size):
 
     The forward is x[b, t] = wte[idx[b, t]] + wpe[t] (minigpt.layers.embedding_forward).
     dout (B, T, C) is dLoss/dx; idx (B, T) holds token ids in [0, vocab_size).
-    Return (dwte, dwpe): dwte of shape (vocab_size, C) and dwpe of shape (block_size, C).
-    A token that occurs several times in idx receives the sum of all its
-    gradients; rows of tokens that do not occur, and positions t >= T, get zeros."""
+    Return (dwte, dwpe): dwte of shape (vocab_size, C) and dwpe of shape (block_size, C),
+    both of dout's dtype (float32 in, float32 out). A token that occurs several times in
+    idx receives the sum of all its gradients; rows of tokens that do not occur, and
+    positions t >= T, get zeros. Do not change dout."""
     # BEGIN SOLUTION
-    # HINT: add each dout[b, t] into dwte[idx[b, t]] with np.add.at (dwte[idx] += dout loses repeats); dwpe sums over b
+    # HINT: dwte = np.zeros((vocab_size, C), dout.dtype), then np.add.at(dwte, idx, dout) (dwte[idx] += dout loses repeats); dwpe sums over b
     B, T, C = dout.shape
     dwte = np.zeros((vocab_size, C), dtype=dout.dtype)
     np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))  # repeated tokens accumulate
@@ -55,7 +56,7 @@ def layernorm_forward(x, weight, bias):
 
     x (..., C); weight, bias (C,). For each row: mean and variance over its C entries (the
     biased variance, dividing by C), xhat = (x - mean) / sqrt(var + 1e-5), and
-    out = xhat * weight + bias. Return out, of x's shape; do not change x."""
+    out = xhat * weight + bias. Return out, of x's shape and dtype; do not change x."""
     # BEGIN SOLUTION
     # HINT: mean and variance over the last axis (keepdims=True), dividing by C; eps goes inside the square root
     mean = x.mean(axis=-1, keepdims=True)
@@ -71,8 +72,9 @@ def layernorm_backward(dout, x, weight):
     dout (..., C) is dLoss/dout; x (..., C) and weight (C,) are the forward's inputs
     (recompute the mean, rstd = 1/sqrt(var + 1e-5) and xhat from them).
     Return (dx, dweight, dbias): dx of x's shape; dweight and dbias of shape (C,), summed
-    over every row. The reading derives dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),
-    with g = dout * weight and the means over the last axis."""
+    over every row; all three of dout's dtype (float32 in, float32 out). Do not change dout
+    or x. The reading derives dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with
+    g = dout * weight and the means over the last axis."""
     # BEGIN SOLUTION
     # HINT: g = dout * weight; dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); dweight and dbias sum over all rows
     mean = x.mean(axis=-1, keepdims=True)
@@ -90,8 +92,8 @@ def gelu_backward(dout, x):
     """Exercise 3.4: the backward pass of GPT-2's GELU.
 
     The forward is gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
-    elementwise (minigpt.layers.gelu_forward). dout and x have the same shape.
-    Return dx = dout * gelu'(x), of x's shape."""
+    elementwise (minigpt.layers.gelu_forward). dout and x have the same shape and dtype.
+    Return dx = dout * gelu'(x), of x's shape and dtype. Do not change dout or x."""
     # BEGIN SOLUTION
     # HINT: product rule: gelu' = 0.5 (1 + tanh u) + 0.5 x (1 - tanh(u)^2) du/dx
     t = np.tanh(GELU_COEFF * (x + GELU_CUBIC * x**3))
@@ -122,8 +124,9 @@ def block_backward(dout, cache):
 
     dout (B, T, C) is dLoss/dout; cache is block_forward's. Use minigpt.layers'
     layernorm_backward, attention_backward and mlp_backward for the sublayers: what you
-    write is the wiring, the two residual connections. Return the 13 gradients of
-    block_forward's array arguments, in its order:
+    write is the wiring, the two residual connections. Do not change dout: a residual
+    connection passes it on unchanged, so it is needed whole. Return the 13 gradients of
+    block_forward's array arguments, each of its argument's shape, in its order:
         (dx, dln_1_weight, dln_1_bias, dattn_weight, dattn_bias, dattn_proj_weight,
          dattn_proj_bias, dln_2_weight, dln_2_bias, dfc_weight, dfc_bias,
          dmlp_proj_weight, dmlp_proj_bias)"""

@@ -18,6 +18,17 @@ def randn(rng, *shape, scale=1.0, shift=0.0):
     return rng.standard_normal(shape) * scale + shift
 
 
+def expect_unchanged(function, inputs: dict, after_call: dict, hint: str = "work on a copy") -> None:
+    """The function left each of its input arrays as it was (after_call: the same arrays, now)."""
+    for name, before in inputs.items():
+        checks.expect(np.array_equal(after_call[name], before),
+                      f"{function} changed its input {name} in place ({hint}): the caller still needs it")
+
+
+def float32(rng, *shape, scale=1.0, shift=0.0):
+    return randn(rng, *shape, scale=scale, shift=shift).astype(np.float32)
+
+
 # --- 3.1 embedding_backward ----------------------------------------------------------------
 
 
@@ -44,6 +55,21 @@ def test_a_token_used_twice_gets_both_gradients(ex):
     checks.expect_close("dwte[2] for idx [[2, 0, 2]] (token 2 at positions 0 and 2)", dwte[2], np.array([6.0, 8.0]))
 
 
+@exercise("embedding_backward")
+def test_embedding_backward_keeps_float32_and_leaves_dout_alone(ex):
+    rng = np.random.default_rng(31)
+    dout, idx = float32(rng, 2, 3, 4), np.array([[1, 0, 1], [2, 1, 0]])
+    given = dout.copy()
+    dwte, dwpe = ex.embedding_backward(given, idx, 5, 6)
+    expect_unchanged("embedding_backward", {"dout": dout}, {"dout": given})
+    checks.expect_array("dwte for a float32 dout", dwte, shape=(5, 4), dtype=np.float32)
+    checks.expect_array("dwpe for a float32 dout", dwpe, shape=(6, 4), dtype=np.float32)
+    _, cache = layers.embedding_forward(idx, np.zeros((5, 4)), np.zeros((6, 4)))
+    want_dwte, want_dwpe = layers.embedding_backward(dout, cache)
+    checks.expect_close("dwte for a float32 dout", dwte, want_dwte, bar=1e-6)
+    checks.expect_close("dwpe for a float32 dout", dwpe, want_dwpe, bar=1e-6)
+
+
 # --- 3.2 layernorm_forward ----------------------------------------------------------------
 
 
@@ -58,11 +84,11 @@ def layernorm_cases():
 @exercise("layernorm_forward")
 def test_layernorm_forward_matches_minigpt(ex):
     for what, x, weight, bias in layernorm_cases():
-        x_before = x.copy()
-        got = ex.layernorm_forward(x, weight, bias)
+        given = x.copy()
+        got = ex.layernorm_forward(given, weight, bias)
+        expect_unchanged("layernorm_forward", {"x": x}, {"x": given})
         want, _ = layers.layernorm_forward(x, weight, bias)
         checks.expect_close(f"layernorm_forward, {what}", got, want, bar=1e-9)
-        checks.expect(np.array_equal(x, x_before), "layernorm_forward changed its input x (work on a copy)")
 
 
 @exercise("layernorm_forward")
@@ -77,12 +103,31 @@ def test_layernorm_forward_rows_have_mean_0_and_variance_1(ex):
     checks.expect_close("the variance of each output row", variance, x.var(axis=-1) / (x.var(axis=-1) + 1e-5), bar=1e-9)
 
 
+@exercise("layernorm_forward")
+def test_layernorm_forward_keeps_float32(ex):
+    rng = np.random.default_rng(35)
+    x, weight, bias = float32(rng, 3, 2, 8), float32(rng, 8), float32(rng, 8)
+    out = checks.expect_array("layernorm_forward output for a float32 x", ex.layernorm_forward(x, weight, bias),
+                              shape=x.shape, dtype=np.float32)
+    checks.expect_close("layernorm_forward output for a float32 x", out, layers.layernorm_forward(x, weight, bias)[0],
+                        bar=1e-5)
+
+
 # --- 3.3 layernorm_backward ---------------------------------------------------------------
 
 
 def layernorm_with_inputs_as_cache(x, weight, bias):
     out, _ = layers.layernorm_forward(x, weight, bias)
     return out, (x, weight)
+
+
+@exercise("layernorm_backward")
+def test_layernorm_backward_leaves_its_inputs_alone(ex):
+    rng = np.random.default_rng(33)
+    inputs = {"dout": randn(rng, 2, 3, 5), "x": randn(rng, 2, 3, 5), "weight": randn(rng, 5)}
+    given = {name: a.copy() for name, a in inputs.items()}
+    ex.layernorm_backward(given["dout"], given["x"], given["weight"])
+    expect_unchanged("layernorm_backward", inputs, given)
 
 
 @exercise("layernorm_backward")
@@ -95,7 +140,27 @@ def test_layernorm_backward_matches_finite_differences(ex, shape):
                             lambda dout, cache: ex.layernorm_backward(dout, *cache), args, ("dx", "dweight", "dbias"))
 
 
+@exercise("layernorm_backward")
+def test_layernorm_backward_keeps_float32(ex):
+    rng = np.random.default_rng(36)
+    dout, x, weight = float32(rng, 4, 3, 6), float32(rng, 4, 3, 6), float32(rng, 6, shift=1.0)
+    got = ex.layernorm_backward(dout, x, weight)
+    _, cache = layers.layernorm_forward(x, weight, np.zeros(6, np.float32))
+    for name, value, want in zip(("dx", "dweight", "dbias"), got, layers.layernorm_backward(dout, cache)):
+        checks.expect_array(f"{name} for float32 inputs", value, shape=want.shape, dtype=np.float32)
+        checks.expect_close(f"{name} for float32 inputs", value, want, bar=1e-4)
+
+
 # --- 3.4 gelu_backward --------------------------------------------------------------------
+
+
+@exercise("gelu_backward")
+def test_gelu_backward_leaves_its_inputs_alone(ex):
+    rng = np.random.default_rng(37)
+    inputs = {"dout": randn(rng, 3, 4), "x": randn(rng, 3, 4, scale=2.0)}
+    given = {name: a.copy() for name, a in inputs.items()}
+    ex.gelu_backward(given["dout"], given["x"])
+    expect_unchanged("gelu_backward", inputs, given, hint="dout *= ... changes the caller's array")
 
 
 @exercise("gelu_backward")
@@ -103,6 +168,14 @@ def test_gelu_backward_matches_finite_differences(ex):
     rng = np.random.default_rng(34)
     for x in (randn(rng, 3, 5, 7, scale=2.0), np.linspace(-6.0, 6.0, 49).reshape(7, 7), randn(rng, 1, 1, 4)):
         checks.expect_gradients(layers.gelu_forward, lambda dout, cache: ex.gelu_backward(dout, cache), (x,), ("dx",))
+
+
+@exercise("gelu_backward")
+def test_gelu_backward_keeps_float32(ex):
+    rng = np.random.default_rng(38)
+    dout, x = float32(rng, 2, 9), float32(rng, 2, 9, scale=2.0)
+    dx = checks.expect_array("dx for float32 inputs", ex.gelu_backward(dout, x), shape=x.shape, dtype=np.float32)
+    checks.expect_close("dx for float32 inputs", dx, layers.gelu_backward(dout, x)[0], bar=1e-5)
 
 
 # --- 3.5 block_backward -------------------------------------------------------------------
@@ -123,18 +196,32 @@ def reference_block(x, ln_1_w, ln_1_b, attn_w, attn_b, attn_proj_w, attn_proj_b,
     return m + h, (ln_1, attention, ln_2, mlp)
 
 
-@exercise("block_backward")
-@pytest.mark.parametrize("B, T, C, n_head", [(2, 5, 8, 2), (1, 1, 6, 3)])
-def test_block_backward_matches_finite_differences(ex, B, T, C, n_head):
-    rng = np.random.default_rng(B * 10 + T)
-
+def block_parameters(rng, C):
     def ln():
         return randn(rng, C, scale=0.2, shift=1.0), randn(rng, C, scale=0.2)
 
     def linear(n_in, n_out):
         return randn(rng, n_in, n_out, scale=0.4), randn(rng, n_out, scale=0.1)
 
-    params = (*ln(), *linear(C, 3 * C), *linear(C, C), *ln(), *linear(C, 4 * C), *linear(4 * C, C))
+    return (*ln(), *linear(C, 3 * C), *linear(C, C), *ln(), *linear(C, 4 * C), *linear(4 * C, C))
+
+
+@exercise("block_backward")
+def test_block_backward_leaves_dout_alone(ex):
+    rng = np.random.default_rng(39)
+    _, cache = reference_block(randn(rng, 2, 3, 6), *block_parameters(rng, 6), n_head=2)
+    dout = randn(rng, 2, 3, 6)
+    given = dout.copy()
+    ex.block_backward(given, cache)
+    expect_unchanged("block_backward", {"dout": dout}, {"dout": given},
+                     hint="dm = dout; dm += ... is dout itself: write dm = dout + ...")
+
+
+@exercise("block_backward")
+@pytest.mark.parametrize("B, T, C, n_head", [(2, 5, 8, 2), (1, 1, 6, 3)])
+def test_block_backward_matches_finite_differences(ex, B, T, C, n_head):
+    rng = np.random.default_rng(B * 10 + T)
+    params = block_parameters(rng, C)
     checks.expect_gradients(lambda *args: reference_block(*args, n_head=n_head),
                             lambda dout, cache: ex.block_backward(dout, cache),
                             (randn(rng, B, T, C), *params), BLOCK_GRADIENTS)
