@@ -304,6 +304,209 @@ def positions_processed__cache_never_rebuilt(model, prompt, max_new_tokens, use_
     return B * (min(T0, block) + max_new_tokens - 1)  # as if the cache could slide past block_size
 
 
+# --- added in review: inputs changed in place, a dtype that changes, an argument ignored,
+# code written for one window, step counted from 0, and more
+
+
+def get_batch_at__written_for_one_window(tokens, starts, block_size):
+    s = int(starts[0])
+    x = np.asarray(tokens[s:s + block_size], dtype=np.int64)[None]
+    y = np.asarray(tokens[s + 1:s + block_size + 1], dtype=np.int64)[None]
+    return np.repeat(x, len(starts), 0), np.repeat(y, len(starts), 0)
+
+def get_batch_at__keeps_the_corpus_dtype(tokens, starts, block_size):
+    windows = np.asarray(starts)[:, None] + np.arange(block_size)
+    return np.asarray(tokens)[windows], np.asarray(tokens)[windows + 1]
+
+def lm_loss__hard_codes_minus_100(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != -100  # ignores the ignore_index argument
+    if not counted.any():
+        return 0.0
+    shifted = z[counted] - z[counted].max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-logp[np.arange(counted.sum()), t[counted]].mean())
+
+def lm_loss__shifts_the_logits_in_place(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    logits -= logits.max(axis=-1, keepdims=True)  # the caller's logits change
+    z = logits.reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return 0.0
+    logp = z[counted] - np.log(np.exp(z[counted]).sum(axis=-1, keepdims=True))
+    return float(-logp[np.arange(counted.sum()), t[counted]].mean())
+
+def lm_loss__clips_probabilities(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return 0.0
+    e = np.exp(z[counted] - z[counted].max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    return float(-np.log(np.maximum(p[np.arange(counted.sum()), t[counted]], 1e-12)).mean())  # caps the loss at 27.6
+
+def lm_loss_backward__hard_codes_minus_100(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != -100
+    dz = np.zeros_like(z)
+    n = int(counted.sum())
+    if n == 0:
+        return dz.reshape(np.shape(logits))
+    rows = np.nonzero(counted)[0]
+    e = np.exp(z[rows] - z[rows].max(axis=-1, keepdims=True))
+    dz[rows] = e / e.sum(axis=-1, keepdims=True)
+    dz[rows, t[rows]] -= 1.0
+    return (dz / n).reshape(np.shape(logits))
+
+def lm_loss_backward__float64_for_float32_logits(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != ignore_index
+    dz = np.zeros(z.shape)  # float64, whatever the logits are
+    n = int(counted.sum())
+    if n == 0:
+        return dz.reshape(np.shape(logits))
+    rows = np.nonzero(counted)[0]
+    e = np.exp(z[rows] - z[rows].max(axis=-1, keepdims=True))
+    dz[rows] = e / e.sum(axis=-1, keepdims=True)
+    dz[rows, t[rows]] -= 1.0
+    return (dz / n).reshape(np.shape(logits))
+
+def adamw_step__bias_correction_counts_from_0(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+                                              step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    t = step + 1  # as if step counted from 0
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    return params - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * decay_mask * params), m, v
+
+def adamw_step__decays_the_updated_params(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    params = params - lr * m_hat / (np.sqrt(v_hat) + eps)
+    params = params - lr * weight_decay * decay_mask * params  # decays the already-moved weights
+    return params, m, v
+
+def adamw_step__eps_inside_the_sqrt(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return params - lr * (m_hat / np.sqrt(v_hat + eps) + weight_decay * decay_mask * params), m, v
+
+def adamw_step__one_bias_correction_for_both(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+                                             step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta1**step)  # beta1 for v too
+    return params - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * decay_mask * params), m, v
+
+def learning_rate__warmup_ends_one_step_late(it, warmup, lr_decay_iters, lr, min_lr):
+    if it <= warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
+
+def learning_rate__linear_decay(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return lr - (lr - min_lr) * ratio
+
+def sampling_distribution__top_p_on_the_unrenormalised_top_k(logits, temperature=1.0, top_k=None, top_p=None):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        probs[order[top_k:]] = 0.0  # not renormalised before the nucleus
+    if top_p is not None:
+        ranked = probs[order]
+        keep = np.cumsum(ranked) - ranked < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+    return probs / probs.sum()
+
+def sampling_distribution__divides_the_callers_logits(logits, temperature=1.0, top_k=None, top_p=None):
+    logits /= temperature  # in place
+    e = np.exp(logits - logits.max())
+    probs = e / e.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        probs[order[top_k:]] = 0.0
+        probs /= probs.sum()
+    if top_p is not None:
+        ranked = probs[order]
+        keep = np.cumsum(ranked) - ranked < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs /= probs.sum()
+    return probs
+
+def positions_processed__three_argument_wrapper(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, cache):  # forward_with_cache once took 3; generate now passes the weights too
+        nonlocal counted
+        counted += idx_new.size
+        return real_cached(m, idx_new, cache)
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).size
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    try:
+        generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    finally:
+        generation.forward_with_cache = real_cached
+        del model.forward
+    return counted
+
+def positions_processed__prompt_not_counted(model, prompt, max_new_tokens, use_cache):
+    B, T0 = prompt.shape
+    block = model.config.block_size
+    if not use_cache:
+        return B * sum(min(t, block) for t in range(T0, T0 + max_new_tokens))
+    total = length = 0
+    fed = T0
+    for t in range(T0 + 1, T0 + max_new_tokens):
+        if length + (t - fed) <= block:
+            total, length = total + B * (t - fed), length + (t - fed)
+        else:
+            total, length = total + B * block, block
+        fed = t
+    return total
+
+def positions_processed__forgets_to_restore(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, cache, *rest):
+        nonlocal counted
+        counted += idx_new.size
+        return real_cached(m, idx_new, cache, *rest)
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).size
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    return counted
+
 WRONG_ANSWERS = [
     get_batch_at__targets_not_shifted,
     get_batch_at__targets_shifted_the_wrong_way,
@@ -330,6 +533,24 @@ WRONG_ANSWERS = [
     positions_processed__without_cache_feeds_the_whole_sequence,
     positions_processed__one_row_only,
     positions_processed__cache_never_rebuilt,
+    get_batch_at__written_for_one_window,
+    get_batch_at__keeps_the_corpus_dtype,
+    lm_loss__hard_codes_minus_100,
+    lm_loss__shifts_the_logits_in_place,
+    lm_loss__clips_probabilities,
+    lm_loss_backward__hard_codes_minus_100,
+    lm_loss_backward__float64_for_float32_logits,
+    adamw_step__bias_correction_counts_from_0,
+    adamw_step__decays_the_updated_params,
+    adamw_step__eps_inside_the_sqrt,
+    adamw_step__one_bias_correction_for_both,
+    learning_rate__warmup_ends_one_step_late,
+    learning_rate__linear_decay,
+    sampling_distribution__top_p_on_the_unrenormalised_top_k,
+    sampling_distribution__divides_the_callers_logits,
+    positions_processed__three_argument_wrapper,
+    positions_processed__prompt_not_counted,
+    positions_processed__forgets_to_restore,
 ]
 
 

@@ -49,17 +49,18 @@ def lm_loss(logits, targets, ignore_index=IGNORE_INDEX):
     logits (..., V) floats, targets (...) integers (the same leading shape). For every
     position whose target is not ignore_index, the loss is -log softmax(logits)[target];
     return their mean, as a Python float. Ignored positions count neither in the sum nor
-    in the number divided by; if every target is ignored, return 0.0. Logits may be large
-    (hundreds): compute log-softmax so that exp cannot overflow."""
+    in the number divided by; if every target is ignored, return 0.0. ignore_index may be
+    any integer (-100 by default). Logits may be large (hundreds): compute log-softmax so
+    that exp cannot overflow. Do not change logits."""
     raise NotImplementedError('log softmax = z - max - log(sum(exp(z - max))); average -logp[target] over the positions where target != ignore_index only')
 
 
 def lm_loss_backward(logits, targets, ignore_index=IGNORE_INDEX):
     """Exercise 4.3: the gradient of lm_loss (4.2) with respect to the logits.
 
-    Same inputs as lm_loss. Return dlogits, float64, of the shape of logits: the
-    derivative of the mean loss. Rows whose target is ignored get zeros (and so does
-    everything when every target is ignored)."""
+    Same inputs as lm_loss. Return dlogits, of the shape and dtype of logits (float32 in,
+    float32 out): the derivative of the mean loss. Rows whose target is ignored get zeros
+    (and so does everything when every target is ignored). Do not change logits."""
     raise NotImplementedError('for a counted row, (softmax(z) - onehot(target)) / n, with n the number of counted rows; zeros for ignored rows')
 
 
@@ -91,7 +92,8 @@ def sampling_distribution(logits, temperature=1.0, top_k=None, top_p=None):
     """Exercise 4.6: the distribution a sampler draws the next token from.
 
     logits (V,) floats; temperature > 0; top_k None or an integer >= 1; top_p None or in
-    (0, 1]. Return probs (V,), float64, summing to 1, built in this order:
+    (0, 1]. Return probs (V,), float64, summing to 1, built in this order (do not change
+    logits):
       1. temperature: probs = softmax(logits / temperature);
       2. top-k: keep exactly the k most likely tokens (on a tie at the k-th place, the
          lower token ids first), set the others to 0, renormalise;
@@ -111,5 +113,7 @@ def positions_processed(model, prompt, max_new_tokens, use_cache):
     use_cache=use_cache) runs: the sum, over every forward call it makes
     (model.forward without the cache, minigpt.generate.forward_with_cache with it), of the
     number of positions fed, B * T_fed for ids of shape (B, T_fed). prompt (B, T0) int64.
+    generate may pass both functions more arguments than the ids (forward_with_cache
+    gets model, ids, cache and possibly more): accept and pass on any (*args, **kwargs).
     Return an int. Leave model and minigpt.generate as you found them."""
-    raise NotImplementedError('wrap minigpt.generate.forward_with_cache and model.forward with functions that add up idx.size and call the real ones; restore both afterwards')
+    raise NotImplementedError("replace minigpt.generate.forward_with_cache and model.forward by wrappers (*args, **kwargs) that add up the ids' size, then call the real ones; restore both")

@@ -67,10 +67,17 @@ def loss_cases():
     yield "large logits (around 500, spread 300)", big, np.array([0, -100, 8, 2])
 
 
+def expect_logits_unchanged(function, logits, given):
+    checks.expect(np.array_equal(given, logits), f"{function} changed its input logits in place (e.g. logits -= "
+                  f"logits.max(...)): work on a copy, the caller still needs them")
+
+
 @exercise("lm_loss")
 def test_lm_loss_matches_minigpt(ex):
     for what, logits, targets in loss_cases():
-        got = ex.lm_loss(logits, targets)
+        given = logits.copy()
+        got = ex.lm_loss(given, targets)
+        expect_logits_unchanged("lm_loss", logits, given)
         checks.expect(np.ndim(got) == 0, f"lm_loss returned {type(got).__name__} of shape {np.shape(got)}, expected one number")
         checks.expect_close(f"lm_loss, {what}", float(got), reference_loss(logits, targets), bar=1e-9)
 
@@ -82,12 +89,30 @@ def test_lm_loss_of_uniform_logits_is_log_v(ex):
 
 
 @exercise("lm_loss")
+def test_lm_loss_honours_another_ignore_index(ex):
+    rng = np.random.default_rng(43)
+    logits, targets = rng.standard_normal((2, 5, 6)), rng.integers(0, 6, (2, 5))
+    targets[0, 2] = targets[1, 4] = -1  # -1 marks the ignored positions here, not -100
+    got = ex.lm_loss(logits, targets, ignore_index=-1)
+    want = reference_loss(logits, np.where(targets == -1, -100, targets))
+    checks.expect_close("lm_loss with ignore_index=-1 (two targets are -1)", float(got), want, bar=1e-9)
+
+
+@exercise("lm_loss")
 def test_lm_loss_with_every_target_ignored_is_zero(ex):
     got = ex.lm_loss(np.random.default_rng(0).standard_normal((2, 3, 5)), np.full((2, 3), -100))
     checks.expect(float(got) == 0.0, f"lm_loss with every target ignored: got {got}, expected 0.0")
 
 
 # --- 4.3 lm_loss_backward ---------------------------------------------------------------------
+
+
+@exercise("lm_loss_backward")
+def test_lm_loss_backward_leaves_the_logits_alone(ex):
+    logits = np.random.default_rng(44).standard_normal((3, 4, 5)) * 3
+    given = logits.copy()
+    ex.lm_loss_backward(given, np.array([[1, 0, 4, -100], [2, 2, 3, 1], [-100, 0, 0, 4]]))
+    expect_logits_unchanged("lm_loss_backward", logits, given)
 
 
 @exercise("lm_loss_backward")
@@ -107,6 +132,30 @@ def test_lm_loss_backward_is_zero_where_the_target_is_ignored(ex):
     every_ignored = ex.lm_loss_backward(logits, np.full((2, 4), -100))
     checks.expect_array("dlogits with every target ignored", every_ignored, shape=logits.shape)
     checks.expect(np.all(every_ignored == 0.0), "dlogits with every target ignored must be all zeros")
+
+
+@exercise("lm_loss_backward")
+def test_lm_loss_backward_honours_another_ignore_index(ex):
+    rng = np.random.default_rng(45)
+    logits, targets = rng.standard_normal((2, 5, 6)), rng.integers(0, 6, (2, 5))
+    targets[0, 2] = targets[1, 4] = -1  # -1 marks the ignored positions here, not -100
+    as_minigpt = np.where(targets == -1, -100, targets)
+    checks.expect_gradients(lambda z: (np.float64(reference_loss(z, as_minigpt)), z),
+                            lambda dout, z: dout * ex.lm_loss_backward(z, targets, ignore_index=-1),
+                            (logits,), ("dlogits with ignore_index=-1 (two targets are -1)",))
+
+
+@exercise("lm_loss_backward")
+def test_lm_loss_backward_keeps_float32(ex):
+    rng = np.random.default_rng(46)
+    logits, targets = (rng.standard_normal((3, 4, 7)) * 2).astype(np.float32), rng.integers(0, 7, (3, 4))
+    targets[1, 1] = -100
+    dlogits = checks.expect_array("dlogits for float32 logits", ex.lm_loss_backward(logits, targets),
+                                  shape=logits.shape, dtype=np.float32)
+    _, probs = reference.cross_entropy_forward(logits.reshape(-1, 7), targets.reshape(-1))
+    want = reference.cross_entropy_backward(np.full(12, 1 / 11), probs, targets.reshape(-1))  # 11 rows count
+    want = want.reshape(logits.shape)
+    checks.expect_close("dlogits for float32 logits", dlogits, want, bar=1e-5)
 
 
 # --- 4.4 adamw_step -------------------------------------------------------------------------
@@ -189,7 +238,10 @@ def minigpt_probs(logits, temperature=1.0, top_k=None, top_p=None):
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 1.7])
 def test_temperature_divides_the_logits_before_the_softmax(ex, temperature):
     logits = np.random.default_rng(6).standard_normal(9) * 2
-    got = ex.sampling_distribution(logits.copy(), temperature=temperature)
+    given = logits.copy()
+    got = ex.sampling_distribution(given, temperature=temperature)
+    checks.expect(np.array_equal(given, logits), "sampling_distribution changed its input logits in place "
+                  "(e.g. logits /= temperature): work on a copy, the caller still needs them")
     expect_distribution(f"probs at temperature {temperature}", got, minigpt_probs(logits, temperature))
 
 
@@ -227,7 +279,7 @@ def test_sampling_distribution_matches_minigpt(ex, seed, temperature, top_k, top
 # --- 4.7 positions_processed ----------------------------------------------------------------
 
 
-REAL_FORWARD_WITH_CACHE = generation.forward_with_cache
+REAL_FORWARD_WITH_CACHE, REAL_GPT_FORWARD = generation.forward_with_cache, GPT.forward
 
 
 def tiny_model(block_size):
@@ -240,9 +292,9 @@ def watched_count(model, prompt, n_new, use_cache):
     seen = []
     real_cached, real_forward = generation.forward_with_cache, GPT.forward
 
-    def cached(m, idx_new, cache, *rest):
+    def cached(m, idx_new, *rest, **options):
         seen.append(idx_new.size)
-        return real_cached(m, idx_new, cache, *rest)
+        return real_cached(m, idx_new, *rest, **options)
 
     def full(self, idx, *rest, **options):
         seen.append(np.asarray(idx).size)
@@ -266,8 +318,13 @@ def test_positions_processed_matches_what_generate_feeds(ex, B, T0, n_new, block
         want = watched_count(model, prompt, n_new, use_cache)
         with kernels.using("numpy"):
             got = ex.positions_processed(model, prompt.copy(), n_new, use_cache)
+        left_replaced = [name for name, replaced in (
+            ("minigpt.generate.forward_with_cache", generation.forward_with_cache is not REAL_FORWARD_WITH_CACHE),
+            ("model.forward", "forward" in vars(model) or GPT.forward is not REAL_GPT_FORWARD)) if replaced]
+        generation.forward_with_cache, GPT.forward = REAL_FORWARD_WITH_CACHE, REAL_GPT_FORWARD
+        vars(model).pop("forward", None)  # put things back, so the next tests measure the real ones
+        checks.expect(not left_replaced, f"positions_processed(use_cache={use_cache}) left "
+                      f"{' and '.join(left_replaced)} replaced: restore them (try/finally)")
         checks.expect(isinstance(got, (int, np.integer)), f"positions_processed returned {type(got).__name__}, expected an int")
         checks.expect(got == want, f"positions_processed(use_cache={use_cache}) for B={B}, a prompt of {T0}, "
                                    f"{n_new} new tokens, block_size {block_size}: got {got}, measured {want}")
-    checks.expect(generation.forward_with_cache is REAL_FORWARD_WITH_CACHE and "forward" not in vars(model),
-                  "positions_processed left minigpt.generate.forward_with_cache or model.forward replaced: restore them")
