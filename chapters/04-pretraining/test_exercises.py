@@ -176,6 +176,19 @@ def adamw_case(P, step, seed, weight_decay=0.1, lr=0.05):
 
 
 @exercise("adamw_step")
+def test_adamw_decay_leaves_unmasked_parameters_alone(ex):
+    """With a zero gradient Adam's step is 0, so only the decay moves the parameters: by
+    exactly lr * weight_decay * p where the mask is 1, not at all where it is 0."""
+    params = np.array([1.0, -2.0, 3.0, 0.5])
+    mask = np.array([1.0, 0.0, 1.0, 0.0])
+    got, _, _ = ex.adamw_step(params.copy(), np.zeros(4), np.zeros(4), np.zeros(4), mask,
+                              lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.5, step=1)
+    checks.expect_close("params after a step with zero gradients (decay only, beside the Adam step: "
+                        "p - 0.1 * 0.5 * mask * p)", got,
+                        params * (1 - 0.05 * mask), bar=1e-12)
+
+
+@exercise("adamw_step")
 @pytest.mark.parametrize("P, step, seed", [(40, 1, 0), (33, 2, 1), (25, 7, 2), (1, 300, 3)])
 def test_adamw_step_matches_minigpt(ex, P, step, seed):
     arrays, numbers = adamw_case(P, step, seed)
@@ -186,18 +199,6 @@ def test_adamw_step_matches_minigpt(ex, P, step, seed):
     checks.expect(isinstance(got, (tuple, list)) and len(got) == 3, "adamw_step must return (params, m, v)")
     for name, value in zip(("params", "m", "v"), got):
         checks.expect_close(f"{name} after AdamW step {step} (P={P})", value, want[name], bar=1e-9)
-
-
-@exercise("adamw_step")
-def test_adamw_decay_leaves_unmasked_parameters_alone(ex):
-    """With a zero gradient Adam's step is 0, so only the decay moves the parameters: by
-    exactly lr * weight_decay * p where the mask is 1, not at all where it is 0."""
-    params = np.array([1.0, -2.0, 3.0, 0.5])
-    mask = np.array([1.0, 0.0, 1.0, 0.0])
-    got, _, _ = ex.adamw_step(params.copy(), np.zeros(4), np.zeros(4), np.zeros(4), mask,
-                              lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.5, step=1)
-    checks.expect_close("params after a step with zero gradients (decay only: p - 0.1 * 0.5 * mask * p)", got,
-                        params * (1 - 0.05 * mask), bar=1e-12)
 
 
 # --- 4.5 learning_rate ----------------------------------------------------------------------
