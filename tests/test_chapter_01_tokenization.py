@@ -392,6 +392,130 @@ def bytes_per_token__gpt2_pattern(train_text, eval_text, vocab_sizes):
             for v in vocab_sizes]
 
 
+# --- added in review: shared state, changed arguments, a hard-coded id, other slips -------------
+
+
+def pair_counts__mutable_default_accumulates(ids, counts={}):  # noqa: B006  (the bug: one dict for every call)
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def merge_pair__new_id_hard_coded_256(ids, pair, new_id):
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(256)  # the id of the docstring's example, not new_id
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def merge_pair__returns_a_tuple(ids, pair, new_id):
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return tuple(merged)
+
+
+def train_bpe__loop_variable_rebound(pieces, num_merges):
+    chunks, merges = [list(p.encode("utf-8")) for p in pieces], []
+    for _ in range(num_merges):
+        counts = {}
+        for chunk in chunks:
+            for pair, n in pair_counts(chunk).items():  # noqa: F821
+                counts[pair] = counts.get(pair, 0) + n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        for chunk in chunks:
+            # rebinds the name only: chunks keeps the old list
+            chunk = merge_pair(chunk, best, 256 + len(merges))  # noqa: F821
+        merges.append(best)
+    return merges
+
+
+def train_bpe__distinct_pieces_counted_once(pieces, num_merges):
+    chunks, merges = [list(p.encode("utf-8")) for p in set(pieces)], []  # forgets how often each piece occurs
+    for _ in range(num_merges):
+        counts = {}
+        for chunk in chunks:
+            for pair, n in pair_counts(chunk).items():  # noqa: F821
+                counts[pair] = counts.get(pair, 0) + n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        chunks = [merge_pair(chunk, best, 256 + len(merges)) for chunk in chunks]  # noqa: F821
+        merges.append(best)
+    return merges
+
+
+def train_bpe__top_pairs_of_the_first_count(pieces, num_merges):
+    counts = {}
+    for p in pieces:
+        for pair, n in pair_counts(list(p.encode("utf-8"))).items():  # noqa: F821
+            counts[pair] = counts.get(pair, 0) + n
+    return sorted(counts, key=lambda p: (-counts[p], p))[:num_merges]  # never recounts after a merge
+
+
+def encode_with_merges__consumes_the_merge_list(text, merges):
+    ids, k = list(text.encode("utf-8")), 0
+    while merges:
+        pair = merges.pop(0)  # empties the caller's list
+        ids = merge_pair(ids, tuple(pair), 256 + k)  # noqa: F821
+        k += 1
+    return ids
+
+
+def encode_with_merges__stops_at_the_first_absent_merge(text, merges):
+    ids = list(text.encode("utf-8"))
+    for k, pair in enumerate(merges):
+        if tuple(pair) not in set(zip(ids, ids[1:])):
+            break  # a later merge may still apply
+        ids = merge_pair(ids, tuple(pair), 256 + k)  # noqa: F821
+    return ids
+
+
+def decode_ids__incremental_without_final(ids, merges):
+    import codecs
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    for k, (a, b) in enumerate(merges):
+        vocab[256 + k] = vocab[a] + vocab[b]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return "".join(decoder.decode(vocab[i]) for i in ids)  # never final=True: a cut last character vanishes
+
+
+def encode_chat__role_and_content_encoded_apart(tokenizer, messages):
+    start, end = tokenizer.special_tokens["<|im_start|>"], tokenizer.special_tokens["<|im_end|>"]
+    ids = []
+    for role, content in messages:
+        ids += [start, *tokenizer.encode_ordinary(role + "\n"), *tokenizer.encode_ordinary(content), end]
+    return ids
+
+
+def bytes_per_token__rounded(train_text, eval_text, vocab_sizes):
+    from minigpt.tokenizer import Tokenizer
+
+    n_bytes = len(eval_text.encode())
+    return [round(n_bytes / len(Tokenizer.train(train_text, v).encode_ordinary(eval_text)), 2) for v in vocab_sizes]
+
+
+def bytes_per_token__a_special_token_takes_a_merge(train_text, eval_text, vocab_sizes):
+    from minigpt.tokenizer import Tokenizer
+
+    n_bytes = len(eval_text.encode())
+    return [n_bytes / len(Tokenizer.train(train_text, v, special_tokens=["<|endoftext|>"]).encode_ordinary(eval_text))
+            for v in vocab_sizes]
+
+
 WRONG_ANSWERS = [
     pair_counts__non_overlapping, pair_counts__misses_the_last_pair, pair_counts__each_pair_once,
     pair_counts__unordered_pairs,
@@ -410,6 +534,12 @@ WRONG_ANSWERS = [
     bytes_per_token__characters_per_token, bytes_per_token__tokens_per_byte,
     bytes_per_token__trained_on_the_eval_text, bytes_per_token__vocab_size_taken_as_merges,
     bytes_per_token__sizes_sorted, bytes_per_token__gpt2_pattern,
+    # added in review
+    pair_counts__mutable_default_accumulates, merge_pair__new_id_hard_coded_256, merge_pair__returns_a_tuple,
+    train_bpe__loop_variable_rebound, train_bpe__distinct_pieces_counted_once, train_bpe__top_pairs_of_the_first_count,
+    encode_with_merges__consumes_the_merge_list, encode_with_merges__stops_at_the_first_absent_merge,
+    decode_ids__incremental_without_final, encode_chat__role_and_content_encoded_apart,
+    bytes_per_token__rounded, bytes_per_token__a_special_token_takes_a_merge,
 ]  # fmt: skip
 
 

@@ -7,7 +7,9 @@ vocabulary grows.
 
 Token ids are plain Python ints: ids 0..255 are the 256 byte values, and the k-th merge
 (counting from 0) makes token 256 + k. A merge list is a list of pairs of ids,
-merges[k] = (a, b), meaning "token 256 + k is token a followed by token b".
+merges[k] = (a, b), meaning "token 256 + k is token a followed by token b". Lists of ids
+are Python lists. No function may change a list it is given (the caller still needs it):
+build a new one.
 
 Write your answers in this chapter's `exercises.py`, in place of each
 `raise NotImplementedError(...)`, then grade them:
@@ -75,8 +77,9 @@ def encode_with_merges(text: str, merges: list[tuple[int, int]]) -> list[int]:
     Start from the UTF-8 bytes of text. Then repeat: among the pairs of neighbours that
     appear in `merges`, take the one learned first (the lowest index k in merges) and
     replace its occurrences, from the left, by 256 + k. Stop when no pair of neighbours is
-    in merges. This is the rank order tiktoken and minigpt use: *not* "merge the leftmost
-    mergeable pair first", which gives different tokens.
+    in merges. Return the ids as a list ([] for ""). This is the rank order tiktoken and
+    minigpt use: *not* "merge the leftmost mergeable pair first", which gives different
+    tokens.
 
     Example: with merges [(98, 99), (97, 98)] ("bc" is token 256, "ab" is 257),
     "abc" encodes as [97, 256] ("a", "bc"): "bc" was learned first.
@@ -90,7 +93,8 @@ def decode_ids(ids: list[int], merges: list[tuple[int, int]]) -> str:
     Token i < 256 is the single byte i; token 256 + k is the bytes of merges[k][0]
     followed by the bytes of merges[k][1]. Join the bytes of all the ids, then decode them
     as UTF-8, replacing invalid sequences by U+FFFD ("\\ufffd"), as tiktoken does: ids
-    from a model can end in the middle of a character, and decoding must not fail.
+    from a model can end in the middle of a character, and decoding must not fail (an
+    incomplete character at the end becomes one "\\ufffd"). No ids: "".
     """
     raise NotImplementedError('build vocab[id] -> bytes from the merges in order, join, then .decode("utf-8", errors="replace")')
 
@@ -105,7 +109,9 @@ def encode_chat(tokenizer, messages: list[tuple[str, str]]) -> list[int]:
 
     For each message, in order: the id of <|im_start|>, then the ordinary ids of
     role + "\\n" + content (special-token text in it encoded as the plain text it is, never
-    as a special token, and never an error), then the id of <|im_end|>. Return one list.
+    as a special token, and never an error), then the id of <|im_end|>. Encode
+    role + "\\n" + content as one text, not the role and the content apart: a pre-split
+    piece such as "\\n\\n" may straddle the join. Return one list ([] for no messages).
     """
     raise NotImplementedError('insert the two special ids yourself; encode the text with tokenizer.encode_ordinary')
 
