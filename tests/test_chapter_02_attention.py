@@ -233,6 +233,149 @@ def max_attention_weight__keys_drawn_first(d, scaled, n_queries=2000, n_keys=16,
     return float((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())
 
 
+# --- added in review: dtype changes, arguments changed in place, a 1-D row, other slips ----------
+
+
+def softmax__subtracts_the_row_mean(x):
+    e = np.exp(x - x.mean(axis=-1, keepdims=True))  # safe only while max - mean < 709
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax__float64_for_float32(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax__changes_its_input(x):
+    x -= x.max(axis=-1, keepdims=True)
+    np.exp(x, out=x)
+    x /= x.sum(axis=-1, keepdims=True)
+    return x
+
+
+def softmax__one_row_becomes_a_matrix(x):
+    x = np.atleast_2d(x)  # (N,) comes back as (1, N)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward__overwrites_y(dy, y):
+    y *= dy - (dy * y).sum(axis=-1, keepdims=True)  # right numbers, but the forward's y is gone
+    return y
+
+
+def softmax_backward__overwrites_dy(dy, y):
+    dy -= (dy * y).sum(axis=-1, keepdims=True)
+    dy *= y
+    return dy
+
+
+def softmax_backward__float64_for_float32(dy, y):
+    dy, y = np.asarray(dy, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def causal_attention__scales_q_in_place(q, k, v):
+    q /= math.sqrt(q.shape[-1])  # changes the caller's q
+    T = q.shape[-2]
+    scores = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), -np.inf, q @ np.swapaxes(k, -1, -2))
+    att = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = att / att.sum(axis=-1, keepdims=True)
+    return att @ v, att
+
+
+def causal_attention__float64_additive_mask(q, k, v):
+    T = q.shape[-2]
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    scores = scores + np.triu(np.full((T, T), -1e9), k=1)  # a float64 mask turns float32 scores into float64
+    att = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = att / att.sum(axis=-1, keepdims=True)
+    return att @ v, att
+
+
+def causal_attention__scaled_by_sqrt_T(q, k, v):
+    T = q.shape[-2]
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(T)  # sqrt of the sequence length, not of hs
+    scores = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), -np.inf, scores)
+    att = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = att / att.sum(axis=-1, keepdims=True)
+    return att @ v, att
+
+
+def causal_attention_backward__overwrites_att(dout, q, k, v, att):
+    hs = q.shape[-1]
+    dv = np.swapaxes(att, -1, -2) @ dout
+    datt = dout @ np.swapaxes(v, -1, -2)
+    att *= datt - (datt * att).sum(axis=-1, keepdims=True)  # dscores written over the forward's att
+    att /= math.sqrt(hs)
+    return att @ k, np.swapaxes(att, -1, -2) @ q, dv
+
+
+def causal_attention_backward__softmax_sum_over_queries(dout, q, k, v, att):
+    hs = q.shape[-1]
+    dv = np.swapaxes(att, -1, -2) @ dout
+    datt = dout @ np.swapaxes(v, -1, -2)
+    dscores = att * (datt - (datt * att).sum(axis=-2, keepdims=True)) / math.sqrt(hs)  # a column, not a row
+    return dscores @ k, np.swapaxes(dscores, -1, -2) @ q, dv
+
+
+def multi_head_attention__qkv_interleaved_per_head(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head):
+    from minigpt.kernels.reference import attention_forward
+
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv = (x @ attn_weight + attn_bias).reshape(B, T, n_head, 3 * hs).transpose(0, 2, 1, 3)  # q, k, v per head
+    y, _ = attention_forward(qkv[..., :hs], qkv[..., hs:2 * hs], qkv[..., 2 * hs:])
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C) @ proj_weight + proj_bias
+
+
+def multi_head_attention__batch_as_one_sequence(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head):
+    from minigpt.kernels.reference import attention_forward
+
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv = x.reshape(1, B * T, C) @ attn_weight + attn_bias  # sequence 1 can now see sequence 0
+    q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(1, B * T, n_head, hs).transpose(0, 2, 1, 3) for i in range(3))
+    y, _ = attention_forward(q, k, v)
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C) @ proj_weight + proj_bias
+
+
+def multi_head_attention__float64_for_float32(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head):
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv = x @ attn_weight + attn_bias
+    q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, n_head, hs).transpose(0, 2, 1, 3) for i in range(3))
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hs)  # np.sqrt gives a float64 scalar: float32 -> float64
+    scores = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), -np.inf, scores)
+    att = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = att / att.sum(axis=-1, keepdims=True)
+    y = (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
+    return y @ proj_weight + proj_bias
+
+
+def max_attention_weight__n_keys_hard_coded_16(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, 16, d))  # the default, whatever n_keys is
+    scores = np.einsum("id,ijd->ij", q, k)
+    if scaled:
+        scores = scores / math.sqrt(d)
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return float((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())
+
+
+def max_attention_weight__one_set_of_keys_for_all_queries(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_keys, d))  # every query scores the same keys
+    scores = q @ k.T
+    if scaled:
+        scores = scores / math.sqrt(d)
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return float((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())
+
+
 WRONG_ANSWERS = [
     softmax__no_max_subtraction, softmax__one_max_for_the_whole_array, softmax__over_the_first_axis,
     softmax_backward__missing_the_row_sum_term, softmax_backward__row_sum_over_the_first_axis,
@@ -247,6 +390,15 @@ WRONG_ANSWERS = [
     multi_head_attention__scaled_by_the_full_width, multi_head_attention__no_output_projection,
     max_attention_weight__scaled_by_one_over_d, max_attention_weight__always_scaled,
     max_attention_weight__max_over_the_queries, max_attention_weight__keys_drawn_first,
+    # added in review
+    softmax__subtracts_the_row_mean, softmax__float64_for_float32, softmax__changes_its_input,
+    softmax__one_row_becomes_a_matrix,
+    softmax_backward__overwrites_y, softmax_backward__overwrites_dy, softmax_backward__float64_for_float32,
+    causal_attention__scales_q_in_place, causal_attention__float64_additive_mask, causal_attention__scaled_by_sqrt_T,
+    causal_attention_backward__overwrites_att, causal_attention_backward__softmax_sum_over_queries,
+    multi_head_attention__qkv_interleaved_per_head, multi_head_attention__batch_as_one_sequence,
+    multi_head_attention__float64_for_float32,
+    max_attention_weight__n_keys_hard_coded_16, max_attention_weight__one_set_of_keys_for_all_queries,
 ]  # fmt: skip
 
 
@@ -268,6 +420,19 @@ def test_the_wrong_answers_are_really_wrong():
         assert not np.allclose(wrong(q, k, v)[1], att)
     right = reference.attention_backward(out * 0 + 1, q, k, v, att)
     assert not np.allclose(causal_attention_backward__dk_transposed(out * 0 + 1, q, k, v, att)[1], right[1])
+    # the ones added in review: NaN on a wide row, float32 made float64, the caller's arrays changed
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isnan(softmax__subtracts_the_row_mean(np.array([-800.0, 800.0, 0.0]))).any()
+    assert softmax__float64_for_float32(x.astype(np.float32)).dtype == np.float64
+    assert multi_head_attention__float64_for_float32(*(a.astype(np.float32) for a in (
+        rng.standard_normal((1, 3, 4)), rng.standard_normal((4, 12)), np.zeros(12), np.eye(4), np.zeros(4))), 2
+    ).dtype == np.float64
+    given = x.copy()
+    softmax__changes_its_input(given)
+    assert not np.array_equal(given, x)
+    q_given = q.copy()
+    causal_attention__scales_q_in_place(q_given, k, v)
+    assert not np.array_equal(q_given, q)
 
 
 # --- GPT.attention_weights ----------------------------------------------------------------

@@ -10,6 +10,11 @@ Write your answers in exercises.py (in this folder), replacing each
     python -m minigpt grade 02                    # all exercises
     python -m minigpt grade 02 --only softmax     # one of them
 
+Two rules hold for every function: it returns arrays of the dtype it is given (float32 in,
+float32 out: a NumPy float64 constant such as np.sqrt(hs), or a float64 array such as a
+mask made with np.ones, would silently turn float32 into float64), and it never changes
+the arrays it is given (write x = x - m, not x -= m).
+
 The grader checks your backward passes against finite differences of a correct forward
 pass, on shapes you have not seen; its report says, for each exercise, passed, not
 attempted, or wrong and by how much. Use NumPy only; the chapter's reading
@@ -26,11 +31,11 @@ import numpy as np
 def softmax(x):
     """Exercise 2.1: softmax over the last axis, safe for any finite input.
 
-    x: a float array of any shape (..., N). Returns an array of the same shape and dtype
-    whose every row (last axis) is exp(x_i) / sum_j exp(x_j): positive, summing to 1.
-    It must not overflow or produce NaN for large inputs such as x = [1000, 1001], nor
-    for rows whose values are far apart from one another's (one row near +1000, another
-    near -1000)."""
+    x: a float array of any shape (..., N), a single row (N,) included. Returns an array
+    of the same shape and dtype whose every row (last axis) is exp(x_i) / sum_j exp(x_j):
+    positive, summing to 1. It must not overflow or produce NaN for any finite input:
+    large values such as x = [1000, 1001], a row whose values are far apart
+    ([-800, 800]), and rows far apart from one another's (one near +1000, one near -1000)."""
     # BEGIN SOLUTION
     # HINT: softmax(x) = softmax(x - c) for any c per row: subtract each row's own max before exp
     shifted = x - x.max(axis=-1, keepdims=True)  # each row's largest entry becomes 0
@@ -43,8 +48,9 @@ def softmax_backward(dy, y):
     """Exercise 2.2: the backward pass of softmax over the last axis.
 
     y = softmax(x) (the forward's output, shape (..., N)) and dy = dL/dy of the same
-    shape. Returns dL/dx, shape (..., N). Do not form the N x N Jacobian: the formula
-    needs one sum per row."""
+    shape and dtype. Returns dL/dx, shape (..., N), in that dtype; y and dy stay as they
+    were (a model keeps y for later). Do not form the N x N Jacobian: the formula needs
+    one sum per row."""
     # BEGIN SOLUTION
     # HINT: dx_i = y_i (dy_i - sum_j y_j dy_j), the sum over each row (the last axis)
     row_dot = (dy * y).sum(axis=-1, keepdims=True)  # (..., 1): sum_j y_j dy_j
@@ -57,12 +63,13 @@ def causal_attention(q, k, v):
 
     q, k, v: (B, H, T, hs) arrays: queries, keys, values of B sequences, H heads, T
     positions, hs numbers per head. Position t may attend to positions 0..t only.
-    Returns (out, att):
+    Returns (out, att), both of q's dtype:
       att (B, H, T, T): softmax over the last axis of q k^T / sqrt(hs), with the future
                         (key position j > query position t) masked, so att[..., t, j] = 0
                         for j > t and each row sums to 1;
       out (B, H, T, hs): att @ v.
-    You may call your softmax from exercise 2.1."""
+    T = 1 is allowed (each position then sees only itself). You may call your softmax
+    from exercise 2.1."""
     # BEGIN SOLUTION
     # HINT: scores = q k^T / sqrt(hs); set the entries above the diagonal to -inf BEFORE the softmax
     from minigpt.kernels.reference import softmax_forward  # your softmax (2.1) would do as well
@@ -80,9 +87,9 @@ def causal_attention_backward(dout, q, k, v, att):
     """Exercise 2.4: the backward pass of causal_attention.
 
     dout (B, H, T, hs) is dL/dout; q, k, v are the forward's inputs and att its (B, H, T, T)
-    attention weights. Returns (dq, dk, dv), each (B, H, T, hs).
-    The chain: out = att v, att = softmax(scores), scores = q k^T / sqrt(hs). The masked
-    positions need no special care: their att is 0."""
+    attention weights. Returns (dq, dk, dv), each (B, H, T, hs) and of q's dtype; the
+    arguments stay as they were. The chain: out = att v, att = softmax(scores),
+    scores = q k^T / sqrt(hs). The masked positions need no special care: their att is 0."""
     # BEGIN SOLUTION
     # HINT: dv = att^T dout, datt = dout v^T; softmax backward -> dscores; dq = dscores k / sqrt(hs)
     hs = q.shape[-1]
@@ -107,7 +114,8 @@ def multi_head_attention(x, attn_weight, attn_bias, proj_weight, proj_bias, n_he
       3. y = causal attention of each head (you may call your causal_attention, or
          minigpt.kernels.reference.attention_forward, which does the same);
       4. put the heads side by side again, (B, T, C), head h in channels h*hs ... (h+1)*hs - 1;
-      5. return y @ proj_weight + proj_bias, (B, T, C)."""
+      5. return y @ proj_weight + proj_bias, (B, T, C), of x's dtype.
+    C is a multiple of n_head; n_head = 1 and T = 1 are allowed."""
     # BEGIN SOLUTION
     # HINT: reshape (B, T, C) to (B, T, n_head, hs), then transpose to (B, n_head, T, hs)
     from minigpt.kernels.reference import attention_forward

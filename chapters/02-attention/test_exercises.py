@@ -3,7 +3,8 @@
 Forward answers are compared with the package (minigpt.kernels.reference, minigpt.layers)
 on shapes and seeds the exercises never mention; backward answers are checked against
 central finite differences of the package's forward, so a wrong forward cannot hide a
-wrong backward; the measurement is recomputed here from its recipe.
+wrong backward; the measurement is recomputed here from its recipe. Every array answer is
+also checked to keep float32 as float32 and to leave its arguments unchanged.
 """
 
 from __future__ import annotations
@@ -18,14 +19,43 @@ from minigpt.course import checks
 from minigpt.course.grading import ex, exercise  # noqa: F401  (ex is a fixture)
 from minigpt.kernels import reference
 
+
+def call(ex, name: str, **arguments):
+    """The student's function `name` on these arguments (passed in order), failing with a
+    clear message if it changed one of them in place."""
+    saved = {key: np.array(value, copy=True) for key, value in arguments.items() if isinstance(value, np.ndarray)}
+    result = getattr(ex, name)(*arguments.values())
+    for key, before in saved.items():
+        checks.expect(np.array_equal(arguments[key], before),
+                      f"{name} changed its argument {key} in place: work on a new array "
+                      f"(write {key} = {key} - ..., not {key} -= ...)")
+    return result
+
+
+def expect_float32(what: str, got) -> np.ndarray:
+    got = checks.expect_array(what, got)
+    checks.expect(got.dtype == np.float32,
+                  f"{what}: dtype {got.dtype}, expected float32, the inputs' dtype (a float64 constant such as "
+                  f"np.sqrt(n), or a float64 mask, upcasts)")
+    return got
+
+
+def with_context(context: str, check, *args, **kwargs):
+    """Run a check; its failure message starts with the context (the input's shape)."""
+    try:
+        check(*args, **kwargs)
+    except checks.Wrong as err:
+        raise checks.Wrong(f"{context}: {err}") from None
+
+
 # --- 2.1 softmax ------------------------------------------------------------------------------
 
 
 @exercise("softmax")
-@pytest.mark.parametrize("shape, seed", [((3, 7), 1), ((2, 4, 5), 2), ((1, 1), 3), ((6, 2), 4)])
+@pytest.mark.parametrize("shape, seed", [((3, 7), 1), ((2, 4, 5), 2), ((1, 1), 3), ((6, 2), 4), ((5,), 6)])
 def test_softmax_matches_the_definition(ex, shape, seed):
     x = np.random.default_rng(seed).standard_normal(shape) * 3
-    y = checks.expect_array("softmax(x)", ex.softmax(x), shape=shape)
+    y = checks.expect_array(f"softmax(x) of shape {shape}", call(ex, "softmax", x=x), shape=shape)
     sums = y.sum(axis=-1)
     checks.expect(np.allclose(sums, 1.0, atol=1e-9),
                   f"softmax(x) of shape {shape}: rows (last axis) must sum to 1, "
@@ -35,9 +65,10 @@ def test_softmax_matches_the_definition(ex, shape, seed):
 
 @exercise("softmax")
 def test_softmax_does_not_overflow_on_large_logits(ex):
-    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 710.0, 0.0], [800.0, 800.0, 800.0]])
-    y = checks.expect_array("softmax of logits near 1000", ex.softmax(x), shape=x.shape)
-    checks.expect_close("softmax of logits near 1000 (exp(1000) overflows: shift each row first)",
+    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 710.0, 0.0], [800.0, 800.0, 800.0], [-800.0, 800.0, 0.0]])
+    y = checks.expect_array("softmax of rows near 1000 and of [-800, 800, 0]", call(ex, "softmax", x=x), shape=x.shape)
+    checks.expect_close("softmax of rows near 1000 and of [-800, 800, 0] (exp(1000) overflows: subtract each "
+                        "row's max, not its mean or min)",
                         y, reference.softmax_forward(x), bar=1e-10)
 
 
@@ -45,9 +76,16 @@ def test_softmax_does_not_overflow_on_large_logits(ex):
 def test_softmax_of_rows_far_apart(ex):
     rng = np.random.default_rng(5)
     x = np.stack([1000 + rng.standard_normal(6), -1000 + rng.standard_normal(6), rng.standard_normal(6)])
-    y = checks.expect_array("softmax of rows near +1000, -1000 and 0", ex.softmax(x), shape=x.shape)
+    y = checks.expect_array("softmax of rows near +1000, -1000 and 0", call(ex, "softmax", x=x), shape=x.shape)
     checks.expect_close("softmax of rows near +1000, -1000 and 0 (shift each row by its own max)",
                         y, reference.softmax_forward(x), bar=1e-10)
+
+
+@exercise("softmax")
+def test_softmax_keeps_float32(ex):
+    x = (np.random.default_rng(7).standard_normal((4, 9)) * 3).astype(np.float32)
+    y = expect_float32("softmax of a float32 x", call(ex, "softmax", x=x))
+    checks.expect_close("softmax of a float32 x", y, reference.softmax_forward(x.astype(np.float64)), bar=1e-6)
 
 
 # --- 2.2 softmax backward ---------------------------------------------------------------------
@@ -62,7 +100,18 @@ def _softmax_forward(x):
 @pytest.mark.parametrize("shape, seed", [((4, 7), 0), ((2, 3, 6), 1), ((5, 1), 2), ((3, 2), 3)])
 def test_softmax_backward_matches_finite_differences(ex, shape, seed):
     x = np.random.default_rng(seed).standard_normal(shape) * 2
-    checks.expect_gradients(_softmax_forward, lambda dy, y: ex.softmax_backward(dy, y), (x,), ("dx",), seed=seed)
+    with_context(f"for x of shape {shape}", checks.expect_gradients, _softmax_forward,
+                 lambda dy, y: call(ex, "softmax_backward", dy=dy, y=y), (x,), ("dx",), seed=seed)
+
+
+@exercise("softmax_backward")
+def test_softmax_backward_keeps_float32(ex):
+    rng = np.random.default_rng(8)
+    y = reference.softmax_forward(rng.standard_normal((3, 6)) * 2)
+    dy = rng.standard_normal((3, 6))
+    dx = expect_float32("dx for float32 dy and y",
+                        call(ex, "softmax_backward", dy=dy.astype(np.float32), y=y.astype(np.float32)))
+    checks.expect_close("dx for float32 dy and y", dx, reference.softmax_backward(dy, y), bar=1e-5)
 
 
 # --- 2.3 causal attention ---------------------------------------------------------------------
@@ -80,7 +129,7 @@ def _qkv(shape, seed):
 def test_causal_attention_matches_the_reference(ex, shape, seed):
     q, k, v = _qkv(shape, seed)
     B, H, T, hs = shape
-    answer = ex.causal_attention(q, k, v)
+    answer = call(ex, "causal_attention", q=q, k=k, v=v)
     checks.expect(isinstance(answer, tuple) and len(answer) == 2, "causal_attention must return (out, att)")
     out, att = answer
     checks.expect_array("att", att, shape=(B, H, T, T))
@@ -102,11 +151,22 @@ def test_causal_attention_matches_the_reference(ex, shape, seed):
 @exercise("causal_attention")
 def test_the_first_position_sees_only_itself(ex):
     q, k, v = _qkv((1, 1, 5, 3), 7)
-    out, att = ex.causal_attention(q, k, v)
+    out, att = call(ex, "causal_attention", q=q, k=k, v=v)
     checks.expect_close("att[0, 0, 0] (position 0 can only attend to itself)", np.asarray(att)[0, 0, 0],
                         np.eye(5)[0], bar=1e-12)
     checks.expect_close("out[0, 0, 0] (position 0 can only attend to itself)", np.asarray(out)[0, 0, 0],
                         v[0, 0, 0], bar=1e-12)
+
+
+@exercise("causal_attention")
+def test_causal_attention_keeps_float32(ex):
+    q, k, v = (a.astype(np.float32) for a in _qkv((2, 2, 6, 4), 8))
+    answer = call(ex, "causal_attention", q=q, k=k, v=v)
+    checks.expect(isinstance(answer, tuple) and len(answer) == 2, "causal_attention must return (out, att)")
+    want_out, want_att = reference.attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+    out, att = (expect_float32(f"{name} for float32 q, k, v", a) for name, a in zip(("out", "att"), answer))
+    checks.expect_close("att for float32 q, k, v", att, want_att, bar=1e-5)
+    checks.expect_close("out for float32 q, k, v", out, want_out, bar=1e-5)
 
 
 # --- 2.4 causal attention backward -----------------------------------------------------------
@@ -121,8 +181,28 @@ def _attention_forward(q, k, v):
 @pytest.mark.parametrize("shape, seed", [((2, 2, 5, 4), 0), ((1, 3, 1, 2), 1), ((1, 1, 6, 3), 2), ((2, 1, 3, 5), 3)])
 def test_causal_attention_backward_matches_finite_differences(ex, shape, seed):
     q, k, v = _qkv(shape, seed + 10)
-    checks.expect_gradients(_attention_forward, lambda dout, cache: ex.causal_attention_backward(dout, *cache),
-                            (q, k, v), ("dq", "dk", "dv"), seed=seed)
+
+    def backward(dout, cache):
+        q, k, v, att = cache
+        return call(ex, "causal_attention_backward", dout=dout, q=q, k=k, v=v, att=att)
+
+    with_context(f"for (B, H, T, hs) = {shape}", checks.expect_gradients, _attention_forward, backward,
+                 (q, k, v), ("dq", "dk", "dv"), seed=seed)
+
+
+@exercise("causal_attention_backward")
+def test_causal_attention_backward_keeps_float32(ex):
+    q, k, v = _qkv((2, 2, 5, 3), 9)
+    dout = np.random.default_rng(10).standard_normal(q.shape)
+    _, att = reference.attention_forward(q, k, v)
+    want = reference.attention_backward(dout, q, k, v, att)
+    got = call(ex, "causal_attention_backward", dout=dout.astype(np.float32), q=q.astype(np.float32),
+               k=k.astype(np.float32), v=v.astype(np.float32), att=att.astype(np.float32))
+    checks.expect(isinstance(got, (tuple, list)) and len(got) == 3,
+                  "causal_attention_backward must return (dq, dk, dv)")
+    for name, grad, expected in zip(("dq", "dk", "dv"), got, want):
+        expect_float32(f"{name} for float32 inputs", grad)
+        checks.expect_close(f"{name} for float32 inputs", grad, expected, bar=1e-5)
 
 
 # --- 2.5 multi-head attention -----------------------------------------------------------------
@@ -135,9 +215,24 @@ def test_multi_head_attention_matches_minigpt_layers(ex, B, T, C, n_head, seed):
     x = rng.standard_normal((B, T, C))
     attn_weight, attn_bias = rng.standard_normal((C, 3 * C)) / math.sqrt(C), rng.standard_normal(3 * C)
     proj_weight, proj_bias = rng.standard_normal((C, C)) / math.sqrt(C), rng.standard_normal(C)
-    got = ex.multi_head_attention(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head)
+    got = call(ex, "multi_head_attention", x=x, attn_weight=attn_weight, attn_bias=attn_bias,
+               proj_weight=proj_weight, proj_bias=proj_bias, n_head=n_head)
     want, _ = layers.attention_forward(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head)
     checks.expect_close(f"output for B={B}, T={T}, C={C}, n_head={n_head}", got, want, bar=1e-9)
+
+
+@exercise("multi_head_attention")
+def test_multi_head_attention_keeps_float32(ex):
+    rng = np.random.default_rng(11)
+    B, T, C, n_head = 2, 5, 8, 2
+    arrays = [rng.standard_normal((B, T, C)), rng.standard_normal((C, 3 * C)) / math.sqrt(C),
+              rng.standard_normal(3 * C), rng.standard_normal((C, C)) / math.sqrt(C), rng.standard_normal(C)]
+    want, _ = layers.attention_forward(*arrays, n_head)
+    x, attn_weight, attn_bias, proj_weight, proj_bias = (a.astype(np.float32) for a in arrays)
+    got = call(ex, "multi_head_attention", x=x, attn_weight=attn_weight, attn_bias=attn_bias,
+               proj_weight=proj_weight, proj_bias=proj_bias, n_head=n_head)
+    expect_float32("output for float32 inputs", got)
+    checks.expect_close("output for float32 inputs", got, want, bar=1e-5)
 
 
 # --- 2.6 measuring softmax saturation ---------------------------------------------------------
