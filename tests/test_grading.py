@@ -232,3 +232,15 @@ def test_unknown_chapters_and_untagged_grader_tests_are_errors(chapter):
         f.write("\ndef test_without_a_mark(ex):\n    pass\n")
     code, output = grade(chapter, "09", "--solutions")
     assert code != 0 and "not marked with an exercise" in output
+
+
+def test_expect_equal_names_what_differs():
+    from minigpt.course.checks import Wrong, expect_equal
+
+    expect_equal("ids", [1, 2], [1, 2])
+    for got, want, message in [((1, 2), [1, 2], "ids: returned a tuple, expected a list"),
+                               ([1, 3], [1, 2], "ids: item 1 is 3, expected 2"),
+                               ([1], [1, 2], "ids: 1 items, expected 2"),
+                               (5, 6, "ids: got 5, expected 6")]:
+        with pytest.raises(Wrong, match=message.replace("(", r"\(")):
+            expect_equal("ids", got, want)

@@ -72,7 +72,9 @@ def expect_equal(what: str, got, want) -> None:
         if isinstance(want, (list, tuple)) and isinstance(got, (list, tuple)):
             if len(got) != len(want):
                 raise Wrong(f"{what}: {len(got)} items, expected {len(want)}")
-            first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+            first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+            if first is None:  # the same items in another kind of sequence
+                raise Wrong(f"{what}: returned a {type(got).__name__}, expected a {type(want).__name__}")
             raise Wrong(f"{what}: item {first} is {got[first]!r}, expected {want[first]!r}")
         raise Wrong(f"{what}: got {got!r:.80}, expected {want!r:.80}")
 
