@@ -48,7 +48,9 @@ def print_summary(results: dict, machine: dict) -> None:
         train = results["train"]
         for line in training_table(train, machine["versions"].get("torch")):
             print(line)
-        print(f"\nBLAS sgemm (1024^3, all threads): {train['sgemm_gflops']:.1f} GFLOP/s; MFU = achieved / that.")
+        print(f"\nBLAS sgemm (1024^3): {train['sgemm_gflops_1_thread']:.1f} GFLOP/s on one core, "
+              f"{train['sgemm_gflops_all_threads']:.1f} with {train['cores']} threads; MFU = achieved GFLOP/s / "
+              f"(the one-core rate x the cores used).")
     if "sample" in results:
         s = results["sample"]
         print(f"Sampling, batch 1, within the context window: {s['cached_tokens_per_s']:,.0f} tokens/s with the "
