@@ -64,7 +64,7 @@ def run_ranks(config: TrainConfig, results: Path, n: int = 2, timeout: float = 1
     config_path.write_text(json.dumps(dataclasses.asdict(config)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([mpiexec(), "-n", str(n), sys.executable, str(HELPER), str(config_path), str(results)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=env)
     folders = [results / f"rank{r}" for r in range(n)]
     printed = "".join(f"\n--- rank {r} {name}:\n" + (f / name).read_text()
                       for r, f in enumerate(folders) for name in ("stdout.txt", "stderr.txt") if (f / name).exists())
@@ -109,8 +109,8 @@ def test_two_ranks_train_as_one_process_does(tiny, tmp_path):
     assert_same_weights(ranks[0]["flat_params"], single.model)
 
     root, other = ranks[0]["folder"], ranks[1]["folder"]
-    rows = [json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()]
-    single_rows = [json.loads(line) for line in (tmp_path / "single" / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows, single_rows = ([json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+                         for folder in (root, tmp_path / "single"))
     assert [r["iter"] for r in rows] == [0, 6, 12]
     np.testing.assert_allclose([r["val_loss"] for r in rows], [r["val_loss"] for r in single_rows], rtol=1e-5)
     assert {p.name for p in (root / "run").iterdir()} >= {"metrics.jsonl", "loss.png", "state.json"}
@@ -143,7 +143,8 @@ def test_ctrl_c_under_mpiexec_stops_every_rank_after_the_same_step(tiny, tmp_pat
     (results / "config.json").write_text(json.dumps(dataclasses.asdict(long_run)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     child = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, str(HELPER), str(results / "config.json"),
-                              str(results)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              str(results)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
     metrics = results / "rank0" / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 60
     while not (metrics.exists() and metrics.read_text()) and time.monotonic() < deadline:
