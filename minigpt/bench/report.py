@@ -49,7 +49,7 @@ def print_summary(results: dict, machine: dict) -> None:
         for line in training_table(train, machine["versions"].get("torch")):
             print(line)
         print(f"\nBLAS sgemm (1024^3): {train['sgemm_gflops_1_thread']:.1f} GFLOP/s on one core, "
-              f"{train['sgemm_gflops_all_threads']:.1f} with {train['cores']} threads; MFU = achieved GFLOP/s / "
+              f"{train['sgemm_gflops_all_threads']:.1f} on all {train['cores']}; MFU = achieved GFLOP/s / "
               f"(the one-core rate x the cores used).")
     if "sample" in results:
         s = results["sample"]
