@@ -12,9 +12,11 @@ T cached positions, instead of all T tokens' matmuls and a T x T attention.
     token   ──forward_with_cache──> logits of 1 position; cache grows by one position
     ...
 
-The forward pass here is inference-only, written picoGPT-style straight from
-`model.params` and the kernels: no backward, no caches for gradients, no dropout.
-Tests hold its logits equal to `model.forward`'s.
+The forward pass here is inference-only, written picoGPT-style straight from the
+model's weights and the kernels: no backward, no caches for gradients, no dropout.
+It reads `model.effective_params()`, the weights `model.forward` computes with (LoRA
+adapters folded in, when the model has them). Tests hold its logits equal to
+`model.forward`'s, with and without adapters.
 
 Sampling turns the last position's logits into a token id:
 temperature (divide the logits; 0 means greedy argmax), top-k (keep the k most
@@ -105,15 +107,17 @@ def _mlp(x, p, name):
     return out  # (B, T, C)
 
 
-def forward_with_cache(model, idx_new, cache: KVCache):
+def forward_with_cache(model, idx_new, cache: KVCache, params: dict | None = None):
     """Logits (B, T_new, V) for the tokens idx_new (B, T_new), which continue the
     sequence whose keys and values are already in `cache` (cache.length positions).
 
     Appends the new positions to the cache. The new tokens' positions are
     cache.length .. cache.length + T_new - 1; the total must stay within block_size
-    (the position embedding has no row beyond it).
+    (the position embedding has no row beyond it). params: the weights to use, by
+    default model.effective_params() (`generate` computes them once for all its steps,
+    since folding LoRA adapters in costs a matmul per adapted layer).
     """
-    p, config = model.params, model.config
+    p, config = (model.effective_params() if params is None else params), model.config
     T = idx_new.shape[1]
     start = cache.length
     if start + T > cache.block_size:
@@ -259,15 +263,16 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
         out = np.empty((B, T + max_new_tokens), dtype=idx.dtype)  # the growing sequence
         out[:, :T] = idx
         cache = KVCache.for_model(model, B) if use_cache else None
+        params = model.effective_params()  # the same for every step
         fed = 0  # how many tokens of the sequence the cache has seen
         for t in range(T, T + max_new_tokens):
             if not use_cache:
                 logits, _ = model.forward(out[:, max(0, t - block_size):t])  # (B, <=block, V)
             elif cache.length + (t - fed) <= block_size:
-                logits = forward_with_cache(model, out[:, fed:t], cache)  # only unseen tokens
+                logits = forward_with_cache(model, out[:, fed:t], cache, params)  # only unseen tokens
             else:
                 cache.reset()  # full: rebuild from the last block_size tokens
-                logits = forward_with_cache(model, out[:, t - block_size:t], cache)
+                logits = forward_with_cache(model, out[:, t - block_size:t], cache, params)
             fed = t
             next_ids = sample_next(logits[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
             out[:, t] = next_ids

@@ -87,23 +87,46 @@ def check_layer(forward, backward, *args, seed=0, h=1e-6, **kwargs) -> dict[str,
 
 def check_model(model, idx, targets, h=1e-6, names=None) -> dict[str, float]:
     """Check model.backward() against finite differences of model.forward()'s loss, for
-    every parameter (or those in `names`). Dropout masks are held fixed by restoring the
-    model's RNG before every forward. Returns {parameter name: worst relative error}."""
+    every parameter (or those in `names`), LoRA adapters included when the model has them
+    (model.lora). Dropout masks are held fixed by restoring the model's RNG before every
+    forward. Returns {parameter name: worst relative error}."""
     if model.dtype != np.float64:
         raise ValueError("check_model needs a float64 model: GPT(config, dtype=np.float64)")
+    return _check_parameters(model, lambda: model.forward(idx, targets)[1], model.backward,
+                             model.params, model.grads, h, names)
+
+
+def check_classifier(classifier, idx, lengths, labels, h=1e-6, names=None) -> dict[str, float]:
+    """check_model for a finetune.GPTClassifier (body + last-token pooling + head): its
+    backward against finite differences of its loss, for the head, the body and any LoRA
+    adapters (or the parameters in `names`). Frozen parameters must get exactly the
+    gradient they get, so use train="all" (or "lora") to check every one."""
+    body = classifier.body
+    if body.dtype != np.float64:
+        raise ValueError("check_classifier needs a float64 body: GPT(config, dtype=np.float64)")
+    return _check_parameters(body, lambda: classifier.forward(idx, lengths, labels)[1], classifier.backward,
+                             {**body.params, **classifier.head.params}, {**body.grads, **classifier.head.grads},
+                             h, names, zero_grad=classifier.zero_grad)
+
+
+def _check_parameters(model, loss_fn, backward, params, grads, h, names, zero_grad=None) -> dict[str, float]:
+    """The shared core of check_model and check_classifier: one analytic backward, then a
+    numerical gradient of every named parameter with dropout masks held fixed."""
+    if getattr(model, "lora", None) is not None:
+        params, grads = {**params, **model.lora.params}, {**grads, **model.lora.grads}
     rng_state = model.rng.bit_generator.state
 
     def loss():
         model.rng.bit_generator.state = rng_state
-        return model.forward(idx, targets)[1]
+        return loss_fn()
 
-    model.zero_grad()
+    (zero_grad or model.zero_grad)()
     loss()
-    model.backward()
+    backward()
     errors = {}
-    for name in names or model.params:
-        numeric = numerical_gradient(loss, model.params[name], h)
-        errors[name] = rel_error(model.grads[name], numeric)
+    for name in names or params:
+        numeric = numerical_gradient(loss, params[name], h)
+        errors[name] = rel_error(grads[name], numeric)
     return errors
 
 
@@ -125,6 +148,20 @@ def layer_cases(rng):
     targets = rng.integers(0, 11, (B, T))
     targets[0, :2] = -100  # some ignored positions
     att_mask = layers.dropout_mask((B, H, T, T), 0.3, rng, np.dtype(np.float64))
+    lengths = np.array([T, 2])  # real tokens per row: the second row is padded after 2
+
+    def linear_lora_forward(x, weight, bias, lora_A, lora_B, scale):
+        """A linear layer with a LoRA adapter: x @ (W + scale A B) + b."""
+        weight_eff, lora_cache = layers.lora_forward(weight, lora_A, lora_B, scale)
+        out, linear_cache = layers.linear_forward(x, weight_eff, bias)
+        return out, (lora_cache, linear_cache)
+
+    def linear_lora_backward(dout, cache):
+        lora_cache, linear_cache = cache
+        dx, dweight_eff, dbias = layers.linear_backward(dout, linear_cache)
+        dweight, dA, dB = layers.lora_backward(dweight_eff, lora_cache)
+        return dx, dweight, dbias, dA, dB
+
     return [
         ("linear", layers.linear_forward, layers.linear_backward, (x, randn(C, 7), randn(7)), {}),
         ("layernorm", layers.layernorm_forward, layers.layernorm_backward, (x, randn(C), randn(C)), {}),
@@ -140,6 +177,15 @@ def layer_cases(rng):
          layers.embedding_backward, (randn(11, C), randn(8, C)), {}),
         ("cross-entropy", lambda logits: layers.cross_entropy_forward(logits, targets),
          lambda d, cache: layers.cross_entropy_backward(float(d), cache), (randn(B, T, 11),), {}),
+        # LoRA: B random (not LoRA's zero start), or the gradient reaching A would be 0
+        ("lora (W + s A B)", layers.lora_forward, layers.lora_backward,
+         (randn(C, 7), randn(C, 3), randn(3, 7)), {"scale": 1.7}),
+        ("linear + lora", linear_lora_forward, linear_lora_backward,
+         (x, randn(C, 7), randn(7), randn(C, 3), randn(3, 7)), {"scale": 1.7}),
+        ("last-token pooling", lambda h: layers.last_token_forward(h, lengths),
+         layers.last_token_backward, (x,), {}),
+        ("classifier head", lambda h, weight, bias: layers.classifier_head_forward(h, lengths, weight, bias),
+         layers.classifier_head_backward, (x, randn(C, 3), randn(3)), {}),
     ]  # fmt: skip
 
 
@@ -159,6 +205,29 @@ def tiny_model_case():
     return model, idx, targets
 
 
+def tiny_lora_model_case():
+    """tiny_model_case with rank-2 LoRA adapters on every linear layer of its blocks, their
+    B made random (at LoRA's zero start the gradient reaching A would be exactly 0)."""
+    from minigpt.finetune.lora import add_lora
+
+    model, idx, targets = tiny_model_case()
+    lora = add_lora(model, rank=2, alpha=3.0, seed=5)
+    lora.flat_params[...] = np.random.default_rng(6).normal(0, 0.3, lora.flat_params.shape)
+    return model, idx, targets
+
+
+def tiny_classifier_case():
+    """A 3-class classifier on tiny_model_case's body (everything trains), padded rows of
+    lengths 5, 2 and 4: (classifier, idx, lengths, labels)."""
+    from minigpt.finetune.classifier import GPTClassifier
+
+    model, idx, _ = tiny_model_case()
+    classifier = GPTClassifier(model, n_classes=3, train="all", seed=7)
+    rng = np.random.default_rng(8)
+    classifier.head.flat_params[...] += rng.normal(0, 0.05, classifier.head.flat_params.shape)
+    return classifier, idx, np.array([5, 2, 4]), np.array([2, 0, 1])
+
+
 def add_arguments(parser):
     parser.add_argument("--backend", choices=["numpy", "numba", "both"], default="both")
 
@@ -175,6 +244,11 @@ def run(args):
                 rows.setdefault(name, {})[backend] = max(errors.values())
             model, idx, targets = tiny_model_case()
             rows.setdefault("whole model (2 layers)", {})[backend] = max(check_model(model, idx, targets).values())
+            model, idx, targets = tiny_lora_model_case()
+            rows.setdefault("whole model + LoRA", {})[backend] = max(check_model(model, idx, targets).values())
+            classifier, idx, lengths, labels = tiny_classifier_case()
+            rows.setdefault("whole classifier", {})[backend] = max(
+                check_classifier(classifier, idx, lengths, labels).values())
 
     print("worst relative error vs central finite differences (float64, h=1e-6)")
     print(f"{'layer':<24}" + "".join(f"{b:>12}" for b in backends) + "   verdict")

@@ -6,7 +6,7 @@ returns the gradient for each floating-point array argument of the forward, in o
 needs. The hot maths goes through `minigpt.kernels` (NumPy reference or Numba).
 
 Notation: B batch, T time (sequence length), C channels (n_embd), H heads,
-hs = C / H head size, V vocabulary size. `dy` is dLoss/dy for any y.
+hs = C / H head size, V vocabulary size, K classes, r LoRA rank. `dy` is dLoss/dy for any y.
 """
 
 from __future__ import annotations
@@ -61,6 +61,45 @@ def linear_backward(dout, cache):
     dx = kernels.matmul(dout2d, weight.T).reshape(x.shape)
     dweight = kernels.matmul(x2d.T, dout2d)
     return dx, dweight, (dout2d.sum(axis=0) if has_bias else None)
+
+
+# --- LoRA: a trainable low-rank change of a frozen linear weight -----------------------
+
+
+def lora_forward(weight, lora_A, lora_B, scale):
+    """The effective weight of a linear layer with a LoRA adapter (Hu et al., 2021):
+
+        W_eff = W + scale * A @ B,     scale = alpha / r
+
+    weight W (in, out) frozen, lora_A (in, r), lora_B (r, out) -> W_eff (in, out).
+    A starts small and random and B at zero, so W_eff = W until B has learned something.
+    A @ B has rank <= r: the fine-tuning may only move W within an r-dimensional subspace,
+    with r (in + out) parameters instead of in * out.
+
+    This is the weight-space reading: the linear layer then runs as usual on W_eff, so
+    attention and the MLP need no change at all. The activation-space reading computes
+    the same output without forming W_eff,
+        x W_eff + b = x W + b + scale * (x A) B,
+    cheaper when only a few rows x pass (one new token in the KV-cache decoder), dearer
+    when many do (training: x A costs B*T*in*r per step, A @ B only in*r*out once)."""
+    delta = kernels.matmul(lora_A, lora_B)  # (in, out), rank <= r
+    return weight + scale * delta, (lora_A, lora_B, scale)
+
+
+def lora_backward(dweight_eff, cache):
+    """Given dW_eff = dLoss/dW_eff (linear_backward's dweight for W_eff, x^T dout), the
+    chain rule through W_eff = W + s A B, entry by entry
+        W_eff[i, j] = W[i, j] + s sum_k A[i, k] B[k, j]:
+        dW = dW_eff                   (W enters with coefficient 1)
+        dA[i, k] = s sum_j dW_eff[i, j] B[k, j]   ->  dA = s dW_eff B^T   (in, r)
+        dB[k, j] = s sum_i A[i, k] dW_eff[i, j]   ->  dB = s A^T dW_eff   (r, out)
+    In activation space (out = x W + b + s (x A) B, u = x A) the same gradients read
+    dB = s u^T dout and dA = s x^T (dout B^T); substituting dW_eff = x^T dout shows they
+    are these. Returns dweight, dlora_A, dlora_B."""
+    lora_A, lora_B, scale = cache
+    dA = scale * kernels.matmul(dweight_eff, lora_B.T)  # (in, r)
+    dB = scale * kernels.matmul(lora_A.T, dweight_eff)  # (r, out)
+    return dweight_eff, dA, dB
 
 
 # --- layer normalisation -----------------------------------------------------------------
@@ -174,6 +213,57 @@ def attention_backward(dout, cache):
     dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * hs)
     dx, dattn_weight, dattn_bias = linear_backward(dqkv, qkv_cache)
     return dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias
+
+
+# --- classification: pool the last real token, then a linear head --------------------
+
+
+def last_token_forward(h, lengths):
+    """The hidden state of each sequence's last non-padding token.
+
+    h (B, T, C), lengths (B,) integers in [1, T]: sequence b holds lengths[b] real tokens
+    followed by padding. Returns pooled (B, C) = h[b, lengths[b] - 1].
+
+    In a causal model only the last real token has read the whole text (every earlier
+    position sees just its prefix), and padding to the right of it cannot change it: so
+    this one row summarises the sequence, whatever the padding token is."""
+    lengths = np.asarray(lengths)
+    B, T = h.shape[:2]
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be ({B},) integers, one per sequence, got {lengths.dtype} {lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must lie in [1, T={T}], got values from {lengths.min()} to {lengths.max()}")
+    rows = np.arange(B)
+    return h[rows, lengths - 1], (rows, lengths - 1, h.shape)  # (B, C)
+
+
+def last_token_backward(dpooled, cache):
+    """A gather's gradient is a scatter: dh[b, lengths[b] - 1] = dpooled[b], zero at every
+    other position (their values never reached the output). Returns (dh,), (B, T, C)."""
+    rows, last, h_shape = cache
+    dh = np.zeros(h_shape, dtype=dpooled.dtype)
+    dh[rows, last] = dpooled  # one row per sequence: no two writes land on the same place
+    return (dh,)
+
+
+def classifier_head_forward(h, lengths, weight, bias=None):
+    """A classifier on top of a GPT body: the last real token's hidden state through a
+    linear layer, logits[b] = h[b, lengths[b] - 1] @ weight + bias.
+
+    h (B, T, C), lengths (B,), weight (C, K), bias (K,) -> logits (B, K) for K classes.
+    (Its loss is cross_entropy_forward(logits, labels) with labels (B,).)"""
+    pooled, pool_cache = last_token_forward(h, lengths)  # (B, C)
+    logits, linear_cache = linear_forward(pooled, weight, bias)  # (B, K)
+    return logits, (pool_cache, linear_cache)
+
+
+def classifier_head_backward(dlogits, cache):
+    """Back through the linear layer, then the pooling's scatter.
+    Returns dh (B, T, C), dweight (C, K), dbias (K,) (None without bias)."""
+    pool_cache, linear_cache = cache
+    dpooled, dweight, dbias = linear_backward(dlogits, linear_cache)
+    (dh,) = last_token_backward(dpooled, pool_cache)
+    return dh, dweight, dbias
 
 
 # --- softmax cross-entropy ---------------------------------------------------------------

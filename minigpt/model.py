@@ -10,6 +10,18 @@ All parameters live in one flat buffer (`flat_params`) and every gradient in its
 and layouts, so an optimizer step is one pass over one array, zeroing the gradients is one
 `fill(0)`, and a checkpoint is one array. The language-model head is tied to the token
 embedding: it is `wte` itself, not a copy.
+
+One body, several heads. The body (embeddings -> blocks -> ln_f) is usable on its own:
+
+    h = model.forward_hidden(idx)           # (B, T, C): the hidden states after ln_f
+    model.backward_hidden(dh, n_blocks=k)   # accumulate gradients; only ln_f and the last k
+                                            # blocks when k is given (the rest stay frozen)
+
+The language model is that body plus the tied head and cross-entropy (`forward`/`backward`);
+a classifier (minigpt.finetune) puts its own head on the same body. LoRA adapters
+(minigpt.finetune.lora), once attached as `model.lora`, are read by every path through the
+model: the body's forward adds them to their weights (`effective_params`), its backward
+gives them their gradients, and the KV-cache decoder reads the same effective weights.
 """
 
 from __future__ import annotations
@@ -111,7 +123,10 @@ class GPT:
         self._init_weights(np.random.default_rng(seed))
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; its own stream
         self.training = True
-        self._cache = None  # what backward() needs from the last forward()
+        self.lora = None  # LoRA adapters (minigpt.finetune.lora.LoRA) when attached, else None
+        self._body_cache = None  # what backward_hidden() needs from the last body forward
+        self._head_cache = None  # what backward() needs from the last forward(): head and loss
+        self._lora_caches = {}  # during backward_hidden: the adapted weights' lora caches
 
     def _views(self, flat, shapes):
         return {name: flat[self.param_slices[name]].reshape(shape) for name, shape in shapes.items()}
@@ -162,7 +177,10 @@ class GPT:
             self.training = was_training
 
     def zero_grad(self):
+        """Zero every gradient backward() adds into: the weights' and the LoRA adapters'."""
         self.flat_grads.fill(0.0)
+        if self.lora is not None:
+            self.lora.zero_grad()
 
     def num_params(self) -> int:
         """Number of parameters (the tied head counted once, as it is stored once)."""
@@ -203,15 +221,66 @@ class GPT:
                 raise ValueError(f"{name}: shape {tuple(array.shape)}, expected {self.params[name].shape}")
             self.params[name][...] = array
 
-    # --- forward and backward ------------------------------------------------------------
+    # --- forward and backward: the language model --------------------------------------
 
     def forward(self, idx, targets=None):
         """idx (B, T) token ids -> logits (B, T, V), and the mean cross-entropy loss over the
-        targets that are not -100 (None without targets). Keeps what backward() needs."""
+        targets that are not -100 (None without targets). Keeps what backward() needs.
+
+        The language model is the body (forward_hidden) followed by the tied head."""
         idx, targets = self._check_inputs(idx, targets)
-        cfg, p = self.config, self.params
+        h = self._body_forward(idx)  # (B, T, C)
+        logits, head = layers.linear_forward(h, self.params["wte.weight"].T)  # (B, T, V), tied head
+        loss = loss_cache = None
+        if targets is not None:
+            loss, loss_cache = layers.cross_entropy_forward(logits, targets)
+        self._head_cache = (head, loss_cache)
+        return logits, loss
+
+    def attention_weights(self) -> list[np.ndarray]:
+        """The attention weights of the last forward(), to look inside the model: one
+        (B, H, T, T) array per layer, where [b, h, t] is how query position t of head h
+        shares its attention over positions 0..t (zero after t; each row sums to 1; before
+        attention dropout). Copies, so the caller may keep or change them. backward() frees
+        the activations, so ask before it (or run a forward without targets)."""
+        if self._body_cache is None:
+            raise ValueError("attention_weights() needs a forward() first (backward() frees what it kept)")
+        weights = []
+        for _ln1, attention_cache, *_ in self._body_cache[2]:  # one cache per block
+            _qkv, _q, _k, _v, att, *_ = attention_cache  # as layers.attention_forward keeps it
+            weights.append(att.copy())  # (B, H, T, T)
+        return weights
+
+    def backward(self, dloss: float = 1.0):
+        """Add d(loss)/d(params) of the last forward() into self.grads (+=, never =), so
+        gradients of several micro-batches accumulate. Call zero_grad() to start afresh."""
+        if self._head_cache is None:
+            raise ValueError("backward() needs a forward() first (and each forward allows one backward)")
+        head, loss_cache = self._head_cache
+        if loss_cache is None:
+            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets")
+        self._head_cache = None  # a second backward would be a bug
+        (dlogits,) = layers.cross_entropy_backward(dloss, loss_cache)
+        dh, dhead, _ = layers.linear_backward(dlogits, head)
+        self.grads["wte.weight"] += dhead.T  # the head is wte transposed
+        self.backward_hidden(dh)
+
+    # --- forward and backward: the body --------------------------------------------------
+
+    def forward_hidden(self, idx):
+        """idx (B, T) token ids -> h (B, T, C): the hidden states after the final layernorm,
+        the input of any head (the tied LM head, a classifier's). Keeps what
+        backward_hidden() needs; dropout follows the model's train/eval mode."""
+        idx, _ = self._check_inputs(idx, None)
+        self._head_cache = None  # a later backward() must not pair an old head with this body
+        return self._body_forward(idx)
+
+    def _body_forward(self, idx):
+        """embeddings -> n_layer blocks -> ln_f, on checked ids; keeps self._body_cache."""
+        cfg = self.config
         B, T = idx.shape
         drop = cfg.dropout if self.training else 0.0
+        p, lora_caches = self._forward_weights()  # self.params, or with LoRA's effective weights
 
         def mask(shape):
             return layers.dropout_mask(shape, drop, self.rng, self.dtype)
@@ -237,58 +306,85 @@ class GPT:
             m, mlp_drop = layers.dropout_forward(m, mask(m.shape))
             x = x + m  # (B, T, C) residual
             block_caches.append((ln1, attn, attn_drop, ln2, mlp, mlp_drop))
-        x, lnf = layers.layernorm_forward(x, p["ln_f.weight"], p.get("ln_f.bias"))
-        logits, head = layers.linear_forward(x, p["wte.weight"].T)  # (B, T, V), tied head
+        x, lnf = layers.layernorm_forward(x, p["ln_f.weight"], p.get("ln_f.bias"))  # (B, T, C)
+        self._body_cache = (emb_cache, emb_drop, block_caches, lnf, lora_caches)
+        return x
 
-        loss = loss_cache = None
-        if targets is not None:
-            loss, loss_cache = layers.cross_entropy_forward(logits, targets)
-        self._cache = (emb_cache, emb_drop, block_caches, lnf, head, loss_cache)
-        return logits, loss
+    def backward_hidden(self, dh, n_blocks: int | None = None):
+        """Add the gradients of the last body forward into self.grads (+=), given dh =
+        dLoss/dh (B, T, C) for the hidden states it returned; with LoRA adapters attached,
+        into theirs too (model.lora.grads).
 
-    def attention_weights(self) -> list[np.ndarray]:
-        """The attention weights of the last forward(), to look inside the model: one
-        (B, H, T, T) array per layer, where [b, h, t] is how query position t of head h
-        shares its attention over positions 0..t (zero after t; each row sums to 1; before
-        attention dropout). Copies, so the caller may keep or change them. backward() frees
-        the activations, so ask before it (or run a forward without targets)."""
-        if self._cache is None:
-            raise ValueError("attention_weights() needs a forward() first (backward() frees what it kept)")
-        weights = []
-        for _ln1, attention_cache, *_ in self._cache[2]:  # one cache per block
-            _qkv, _q, _k, _v, att, *_ = attention_cache  # as layers.attention_forward keeps it
-            weights.append(att.copy())  # (B, H, T, T)
-        return weights
-
-    def backward(self, dloss: float = 1.0):
-        """Add d(loss)/d(params) of the last forward() into self.grads (+=, never =), so
-        gradients of several micro-batches accumulate. Call zero_grad() to start afresh."""
-        if self._cache is None:
-            raise ValueError("backward() needs a forward() first (and each forward allows one backward)")
-        emb_cache, emb_drop, block_caches, lnf, head, loss_cache = self._cache
-        if loss_cache is None:
-            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets")
-        self._cache = None  # free the activations; a second backward would be a bug
-        g = self.grads
-
-        (dlogits,) = layers.cross_entropy_backward(dloss, loss_cache)
-        dx, dhead, _ = layers.linear_backward(dlogits, head)
-        g["wte.weight"] += dhead.T  # the head is wte transposed
-        dx = self._accumulate(layers.layernorm_backward(dx, lnf), "ln_f")
-        for i in reversed(range(self.config.n_layer)):
-            h = f"h.{i}."
-            ln1, attn, attn_drop, ln2, mlp, mlp_drop = block_caches[i]
-            # x = x + mlp(...): the residual passes dx straight through and adds the branch's
-            (dm,) = layers.dropout_backward(dx, mlp_drop)
-            dm = self._accumulate(layers.mlp_backward(dm, mlp), h + "mlp.c_fc", h + "mlp.c_proj")
-            dx = dx + self._accumulate(layers.layernorm_backward(dm, ln2), h + "ln_2")
-            (da,) = layers.dropout_backward(dx, attn_drop)
-            da = self._accumulate(layers.attention_backward(da, attn), h + "attn.c_attn", h + "attn.c_proj")
-            dx = dx + self._accumulate(layers.layernorm_backward(da, ln1), h + "ln_1")
+        n_blocks None: back through everything, embeddings included. n_blocks = k (0 to
+        n_layer): through ln_f and the last k blocks only, then stop; the earlier blocks
+        and the embeddings get no gradient (they are frozen) and cost nothing. Head-only
+        training needs no body backward at all, training the last block costs one block's
+        backward, and LoRA (adapters in every block, frozen embeddings) takes k = n_layer.
+        The gradients filled are exactly flat_grads[block_params_slice(n_layer - k)]."""
+        if self._body_cache is None:
+            raise ValueError("backward_hidden() needs a forward_hidden() or forward() first "
+                             "(and each forward allows one backward)")
+        L = self.config.n_layer
+        if n_blocks is not None and not (_is_count(n_blocks) and n_blocks <= L):
+            raise ValueError(f"n_blocks must be None (all) or an integer from 0 to n_layer={L}, got {n_blocks!r}")
+        emb_cache, emb_drop, block_caches, lnf, lora_caches = self._body_cache
+        expected = (*emb_cache[0].shape, self.config.n_embd)  # (B, T, C), from the ids' shape
+        if np.shape(dh) != expected:
+            raise ValueError(f"dh must have the shape of the hidden states {expected}, got {np.shape(dh)}")
+        self._body_cache = None  # free the activations; a second backward would be a bug
+        self._lora_caches = lora_caches
+        try:
+            dx = self._accumulate(layers.layernorm_backward(dh, lnf), "ln_f")
+            first = 0 if n_blocks is None else L - n_blocks
+            for i in reversed(range(first, L)):
+                h = f"h.{i}."
+                ln1, attn, attn_drop, ln2, mlp, mlp_drop = block_caches[i]
+                # x = x + mlp(...): the residual passes dx straight through and adds the branch's
+                (dm,) = layers.dropout_backward(dx, mlp_drop)
+                dm = self._accumulate(layers.mlp_backward(dm, mlp), h + "mlp.c_fc", h + "mlp.c_proj")
+                dx = dx + self._accumulate(layers.layernorm_backward(dm, ln2), h + "ln_2")
+                (da,) = layers.dropout_backward(dx, attn_drop)
+                da = self._accumulate(layers.attention_backward(da, attn), h + "attn.c_attn", h + "attn.c_proj")
+                dx = dx + self._accumulate(layers.layernorm_backward(da, ln1), h + "ln_1")
+        finally:
+            self._lora_caches = {}
+        if n_blocks is not None:
+            return  # the earlier blocks and the embeddings are frozen
         (dx,) = layers.dropout_backward(dx, emb_drop)
         dwte, dwpe = layers.embedding_backward(dx, emb_cache)
-        g["wte.weight"] += dwte
-        g["wpe.weight"] += dwpe
+        self.grads["wte.weight"] += dwte
+        self.grads["wpe.weight"] += dwpe
+
+    def block_params_slice(self, first_block: int) -> slice:
+        """The part of flat_params (and flat_grads) holding blocks first_block .. n_layer-1
+        and ln_f: one contiguous slice, as parameter_shapes lists them last. It is what
+        backward_hidden(dh, n_blocks=n_layer - first_block) fills, so an optimizer over
+        it trains "the last k blocks" (optim.param_group(model, this slice))."""
+        L = self.config.n_layer
+        if not (_is_count(first_block) and first_block <= L):
+            raise ValueError(f"first_block must be an integer from 0 to n_layer={L}, got {first_block!r}")
+        first_name = f"h.{first_block}.ln_1.weight" if first_block < L else "ln_f.weight"
+        return slice(self.param_slices[first_name].start, self.flat_params.size)
+
+    # --- LoRA: the weights the forward passes read ---------------------------------------
+
+    def effective_params(self) -> dict:
+        """The weights every forward pass computes with: self.params, except that each
+        weight with a LoRA adapter reads W + (alpha / r) A B (layers.lora_forward). The
+        KV-cache decoder (generate.forward_with_cache) reads these too: one model, both paths."""
+        return self._forward_weights()[0]
+
+    def _forward_weights(self):
+        """(params, lora_caches): the parameters to compute with, and for each adapted weight
+        the cache its lora_backward needs (none without adapters)."""
+        if self.lora is None:
+            return self.params, {}
+        p, caches = dict(self.params), {}
+        for layer in self.lora.layers:  # e.g. "h.0.attn.c_attn"
+            p[layer + ".weight"], caches[layer + ".weight"] = layers.lora_forward(
+                self.params[layer + ".weight"], self.lora.params[layer + ".lora_A"],
+                self.lora.params[layer + ".lora_B"], self.lora.scale)
+        return p, caches
 
     def _accumulate(self, gradients, *prefixes):
         """gradients = (dx, dweight, dbias, dweight, dbias, ...) from a layer backward: add
@@ -299,6 +395,11 @@ class GPT:
         for name, grad in zip(names, dparams, strict=True):
             if grad is not None:
                 self.grads[name] += grad
+                if name in self._lora_caches:  # W_eff = W + s A B: its gradient reaches A and B too
+                    _, dA, dB = layers.lora_backward(grad, self._lora_caches[name])
+                    layer = name.removesuffix(".weight")
+                    self.lora.grads[layer + ".lora_A"] += dA
+                    self.lora.grads[layer + ".lora_B"] += dB
         return dx
 
     def _check_inputs(self, idx, targets):
@@ -329,3 +430,8 @@ class GPT:
             bad = counted[(counted < 0) | (counted >= V)]
             raise ValueError(f"targets must be in [0, {V}) or -100 (ignored); found {bad[:5].tolist()}")
         return idx, targets.astype(np.int64, copy=False)
+
+
+def _is_count(value) -> bool:
+    """An integer >= 0 (and not a bool, which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0

@@ -14,15 +14,28 @@ from torch import nn
 
 
 class Conv1D(nn.Module):
-    """GPT-2's linear layer: weight stored (in, out), y = x @ weight + bias."""
+    """GPT-2's linear layer: weight stored (in, out), y = x @ weight + bias.
+
+    With a LoRA adapter (add_lora), y = x @ weight + bias + scale * (x @ lora_A) @ lora_B:
+    the activation-space reading, where minigpt folds the adapter into the weight first
+    (layers.lora_forward). The two agree, which is what the parity tests check."""
 
     def __init__(self, n_in, n_out, bias=True):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_in, n_out))
         self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+        self.lora_A = self.lora_B = None
+        self.lora_scale = 0.0
+
+    def add_lora(self, rank, scale):
+        self.lora_A = nn.Parameter(torch.zeros(self.weight.shape[0], rank, dtype=self.weight.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(rank, self.weight.shape[1], dtype=self.weight.dtype))
+        self.lora_scale = scale
 
     def forward(self, x):
         y = x @ self.weight
+        if self.lora_A is not None:
+            y = y + self.lora_scale * ((x @ self.lora_A) @ self.lora_B)
         return y if self.bias is None else y + self.bias
 
 
@@ -80,12 +93,16 @@ class TorchGPT(nn.Module):
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
 
-    def forward(self, idx, targets=None):
+    def hidden(self, idx):
+        """The body alone: the hidden states after ln_f, (B, T, C) (minigpt's forward_hidden)."""
         T = idx.shape[1]
         x = F.dropout(self.wte(idx) + self.wpe.weight[:T], self.config.dropout, self.training)
         for block in self.h:
             x = block(x)
-        logits = self.ln_f(x) @ self.wte.weight.T  # tied head
+        return self.ln_f(x)
+
+    def forward(self, idx, targets=None):
+        logits = self.hidden(idx) @ self.wte.weight.T  # tied head
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
@@ -93,10 +110,16 @@ class TorchGPT(nn.Module):
 
 
 def from_minigpt(model) -> TorchGPT:
-    """A TorchGPT with the same config, dtype and weights as a minigpt GPT."""
+    """A TorchGPT with the same config, dtype and weights as a minigpt GPT, and the same
+    LoRA adapters when it has them (parameters named like minigpt's: h.0.attn.c_attn.lora_A)."""
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     torch_model = TorchGPT(model.config).to(dtype)
+    lora = getattr(model, "lora", None)
+    if lora is not None:
+        for layer in lora.layers:
+            torch_model.get_submodule(layer).add_lora(lora.rank, lora.scale)
     with torch.no_grad():
         for name, p in torch_model.named_parameters():
-            p.copy_(torch.from_numpy(model.params[name]))
+            source = lora.params[name] if ".lora_" in name else model.params[name]
+            p.copy_(torch.from_numpy(source))
     return torch_model

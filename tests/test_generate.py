@@ -130,9 +130,9 @@ def test_generate_feeds_only_the_new_token_while_the_window_fits(monkeypatch):
     real = minigpt.generate.forward_with_cache
     calls = []  # (cache.length before the call, idx_new.shape[1])
 
-    def spy(model, idx_new, cache):
+    def spy(model, idx_new, cache, params=None):
         calls.append((cache.length, idx_new.shape[1]))
-        return real(model, idx_new, cache)
+        return real(model, idx_new, cache, params)
 
     monkeypatch.setattr(minigpt.generate, "forward_with_cache", spy)
     prompt = np.random.default_rng(11).integers(0, V, size=(2, 3))

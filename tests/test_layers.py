@@ -97,7 +97,8 @@ def test_gradcheck_command_exits_0_when_every_check_passes(capsys):
 
     assert main(["gradcheck", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
-    assert out.count(" ok (< ") == len(CASE_NAMES) + 1 and "FAIL" not in out  # every layer and the model
+    # every layer, then the whole model, the model with LoRA adapters and the classifier
+    assert out.count(" ok (< ") == len(CASE_NAMES) + 3 and "FAIL" not in out
 
 
 @pytest.mark.parametrize("broken", ["a layer", "the whole model"])
@@ -118,8 +119,10 @@ def test_gradcheck_command_exits_1_when_a_check_fails(broken, monkeypatch, capsy
     if broken == "a layer":
         monkeypatch.setattr(gradcheck, "layer_cases", cases_with_a_broken_linear)
         monkeypatch.setattr(gradcheck, "check_model", lambda *args: {"wte.weight": 1e-9})  # passes, quickly
-    else:
+    else:  # the whole model, with and without LoRA adapters
         monkeypatch.setattr(gradcheck, "check_model", lambda *args: {"wte.weight": 1e-9, "h.0.ln_1.weight": 2e-3})
+    monkeypatch.setattr(gradcheck, "check_classifier", lambda *args: {"score.weight": 1e-9})
     assert gradcheck.run(argparse.Namespace(backend="numpy")) == 1
-    failed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
-    assert failed == (["linear"] if broken == "a layer" else ["whole"])
+    failed = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
+    assert failed == ([["linear"] + failed[0][1:]] if broken == "a layer"
+                      else [["whole", "model", "(2"], ["whole", "model", "+"]])

@@ -172,3 +172,95 @@ def test_clip_grad_norm_matches_torch(torch):
     norm = clip_grad_norm(g, 2.0)
     assert norm == pytest.approx(expected_norm, rel=1e-12)
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12)
+
+
+# --- training a subset: parameter groups ------------------------------------------------
+
+
+def test_frozen_parameters_see_neither_the_step_nor_the_decay():
+    """AdamW over the last block + ln_f (a view of the tail of the buffer): everything
+    before it stays bit-identical, although its gradients are large and decay is on."""
+    from minigpt.optim import ParamGroup, param_group
+
+    model = tiny_model()
+    rng = np.random.default_rng(5)
+    model.flat_params[...] = rng.normal(size=model.flat_params.size)
+    tail = model.block_params_slice(1)
+    before = model.flat_params.copy()
+    head = GPT(GPTConfig(vocab_size=3, block_size=2, n_layer=1, n_head=1, n_embd=2), dtype=np.float64)
+    head_before = head.flat_params.copy()
+    opt = AdamW(groups=[param_group(model, tail), ParamGroup.of(head)], lr=0.1, weight_decay=0.5)
+    for _ in range(3):
+        model.flat_grads[...] = rng.normal(size=model.flat_grads.size)  # frozen ones too
+        head.flat_grads[...] = rng.normal(size=head.flat_grads.size)
+        opt.step()
+    np.testing.assert_array_equal(model.flat_params[: tail.start], before[: tail.start])
+    assert np.all(model.flat_params[tail] != before[tail])
+    assert np.all(head.flat_params != head_before)
+    assert opt.m.shape == (model.flat_params[tail].size + head.flat_params.size,)
+
+
+def test_adamw_on_a_subset_matches_torch_on_that_subset(torch):
+    """The tail group, with its slice of the decay mask, against torch.optim.AdamW given
+    only those parameters (its decayed and undecayed groups)."""
+    from minigpt.optim import param_group
+
+    model = tiny_model()
+    tail = model.block_params_slice(1)
+    names = [n for n, sl in model.param_slices.items() if sl.start >= tail.start]
+    named = {n: torch.tensor(model.params[n].copy(), requires_grad=True) for n in names}
+    reference = torch.optim.AdamW([
+        {"params": [t for t in named.values() if t.ndim >= 2], "weight_decay": 0.1},
+        {"params": [t for t in named.values() if t.ndim < 2], "weight_decay": 0.0},
+    ], lr=1e-2, betas=(0.9, 0.99), eps=1e-8)
+    ours = AdamW(groups=[param_group(model, tail)], lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    rng = np.random.default_rng(6)
+    for _ in range(4):
+        model.flat_grads[...] = rng.normal(size=model.flat_grads.size)
+        for n, t in named.items():
+            t.grad = torch.tensor(model.grads[n].copy())
+        reference.step()
+        ours.step()
+    for n, t in named.items():
+        np.testing.assert_allclose(model.params[n], t.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=n)
+
+
+def test_groups_state_round_trip_and_clip_over_groups():
+    from minigpt.optim import ParamGroup, param_group
+
+    a, b = tiny_model(), tiny_model()
+    groups = lambda m: [param_group(m, m.block_params_slice(1)), ParamGroup.of(m)]  # noqa: E731
+    opt_a = AdamW(groups=groups(a), lr=1e-2)
+    rng = np.random.default_rng(7)
+    a.flat_grads[...] = rng.normal(size=a.flat_grads.size)
+    opt_a.step()
+    arrays, numbers = opt_a.state_dict()
+    opt_b = AdamW(groups=groups(b), lr=1.0)
+    b.flat_params[...] = a.flat_params
+    opt_b.load_state_dict(arrays, numbers)
+    for model, opt in ((a, opt_a), (b, opt_b)):
+        model.flat_grads[...] = 3.0
+        norm = clip_grad_norm([g.grads for g in opt.groups[:1]] + [model.flat_grads[:5]], 1.0)
+        opt.step()
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    tail = a.flat_grads[a.block_params_slice(1)]
+    assert norm == pytest.approx(3.0 * math.sqrt(tail.size + 5))  # one norm over every array given
+    assert np.sqrt(np.sum(tail**2) + np.sum(a.flat_grads[:5] ** 2)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_bad_groups_are_clear_errors():
+    from minigpt.optim import ParamGroup
+
+    model = tiny_model()
+    with pytest.raises(ValueError, match="either a model"):
+        AdamW()
+    with pytest.raises(ValueError, match="either a model"):
+        AdamW(model, groups=[ParamGroup.of(model)])
+    with pytest.raises(ValueError, match="same shape"):
+        ParamGroup(model.flat_params, model.flat_grads[:-1], np.ones(model.flat_params.size))
+    with pytest.raises(ValueError, match="flat"):
+        ParamGroup(model.params["wte.weight"], model.grads["wte.weight"], np.ones((11, 8)))
+    with pytest.raises(ValueError, match="non-empty list of ParamGroup"):
+        AdamW(groups=[])
+    with pytest.raises(ValueError, match="2 parameter groups"):
+        AdamW(groups=[ParamGroup.of(model), ParamGroup.of(tiny_model())]).params
