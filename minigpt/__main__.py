@@ -1,4 +1,4 @@
-"""Command line: python -m minigpt {train, sample, gradcheck, bench, tokenize, export, grade} ...
+"""Command line: python -m minigpt {train, sample, finetune, classify, gradcheck, bench, tokenize, export, grade} ...
 
 Each command lives in its own module, which provides `add_arguments(parser)` and
 `run(args)`; modules are imported only when their command runs, so `--help` is quick.
@@ -13,6 +13,8 @@ import sys
 COMMANDS = {
     "train": ("minigpt.train", "train a GPT (default: the shakespeare-char preset)"),
     "sample": ("minigpt.sample", "generate text from a trained checkpoint"),
+    "finetune": ("minigpt.finetune.cli", "fine-tune a pretrained GPT: classify (head, last blocks, all, LoRA), compare"),
+    "classify": ("minigpt.finetune.label_command", "label texts with a classifier made by finetune classify"),
     "gradcheck": ("minigpt.gradcheck", "check every backward pass against finite differences"),
     "bench": ("minigpt.bench", "benchmarks: kernels, training and sampling speed, tokenizer"),
     "tokenize": ("minigpt.tokenizer.cli", "train, apply and inspect a byte-level BPE tokenizer"),

@@ -13,6 +13,10 @@ Named corpora:
   (MINIGPT_DATA_DIR, the cache, or a checked download).
 - "pydocs": the Python documentation that ships inside every CPython
   (`pydoc_data.topics`, about 465 KB of English prose and code): always there, offline.
+- "shakespeare+pydocs": both, as 80 documents separated by END_OF_TEXT, GPT-2's
+  "<|endoftext|>": the 79 pydocs topics, then Tiny Shakespeare (so the last 10%, the
+  validation split, is Shakespeare). The corpus of the base model that fine-tuning starts
+  from (the preset base-bpe).
 Anything else is taken as the path of a UTF-8 text file.
 """
 
@@ -22,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-CORPORA = ("shakespeare", "pydocs")
+CORPORA = ("shakespeare", "pydocs", "shakespeare+pydocs")
 VAL_FRACTION = 0.1
+END_OF_TEXT = "<|endoftext|>"  # between documents, as GPT-2: "what follows is unrelated"
 
 
 # --- corpora -----------------------------------------------------------------------------
@@ -44,6 +49,10 @@ def load_text(source: str | Path) -> str:
     that is not UTF-8."""
     if source == "pydocs":
         return pydocs_text()
+    if source == "shakespeare+pydocs":
+        from pydoc_data.topics import topics
+
+        return END_OF_TEXT.join([*(topics[key] for key in sorted(topics)), load_text("shakespeare")])
     if source == "shakespeare":
         from minigpt.files import locate
 
@@ -132,8 +141,11 @@ def token_dtype(vocab_size: int):
 
 
 def encode_corpus(text: str, tokenizer) -> np.ndarray:
-    """The whole corpus as a 1-D array of token ids, stored compactly."""
-    return np.asarray(tokenizer.encode(text), dtype=token_dtype(tokenizer.vocab_size))
+    """The whole corpus as a 1-D array of token ids, stored compactly. A tokenizer's special
+    tokens (END_OF_TEXT between documents) are read as themselves, not as plain text."""
+    specials = getattr(tokenizer, "special_tokens", None)  # the character tokenizer has none
+    ids = tokenizer.encode(text, allowed_special=set(specials)) if specials else tokenizer.encode(text)
+    return np.asarray(ids, dtype=token_dtype(tokenizer.vocab_size))
 
 
 def split_tokens(tokens: np.ndarray, val_fraction: float = VAL_FRACTION):

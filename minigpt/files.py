@@ -42,6 +42,16 @@ KNOWN_FILES: dict[str, DataFile] = {
         "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
         203_524,
     ),
+    # The SMS Spam Collection v.1 (Almeida, Gómez Hidalgo and Yamakami, 2011; UCI dataset 228,
+    # CC BY 4.0): 5,574 lines "ham|spam<TAB>text". The bytes of UCI's SMSSpamCollection; this
+    # pinned copy has the same git blob (02462fc9...). See minigpt/finetune/sms_spam.py.
+    "sms-spam": DataFile(
+        "sms_spam.tsv",
+        "https://raw.githubusercontent.com/learn-co-students/dsc-document-classification-with-naive-bayes-lab-"
+        "online-ds-pt-051319/2f98ca443ecd26e1088b369260f1e9782e2e36fc/SMSSpamCollection",
+        "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+        477_907,
+    ),
     "gpt2-encoder": DataFile(
         "gpt2/encoder.json",
         "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",

@@ -350,9 +350,10 @@ def sample_text(model, tokenizer, max_new_tokens: int, seed: int) -> str:
 # that run() can tell a flag given on the command line from one left alone (on --resume,
 # only the flags given are compared with the checkpoint).
 FLAGS = [
-    ("data", str, "corpus: shakespeare, pydocs or a path to a text file (default: shakespeare, "
+    ("data", str, "corpus: shakespeare, pydocs, shakespeare+pydocs or a path to a text file (default: shakespeare, "
                   "or pydocs when offline)"),
-    ("tokenizer", str, "char, bpe (train a 1024-token BPE on the training text) or bpe:PATH"),
+    ("tokenizer", str, "char, bpe (train a BPE on the training text) or bpe:PATH"),
+    ("bpe_vocab_size", int, "with --tokenizer bpe: vocabulary size, special tokens included (1024)"),
     ("out_dir", str, "where checkpoints, metrics.jsonl and loss.png go (default out/shakespeare-char)"),
     ("n_layer", int, "transformer blocks (4)"),
     ("n_head", int, "attention heads (4)"),

@@ -28,7 +28,8 @@ class TrainConfig:
     """Everything that defines a training run. The defaults are the shakespeare-char preset."""
 
     data: str | None = None  # corpus name or text file; None: shakespeare, else pydocs (offline)
-    tokenizer: str = "char"  # "char", "bpe" (trains a 1024-token BPE first) or "bpe:PATH"
+    tokenizer: str = "char"  # "char", "bpe" (trains a BPE of bpe_vocab_size tokens first) or "bpe:PATH"
+    bpe_vocab_size: int = DEFAULT_BPE_VOCAB  # with tokenizer "bpe"
     out_dir: str = "out/shakespeare-char"
     # model
     n_layer: int = 4
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if not (self.tokenizer in ("char", "bpe") or self.tokenizer.startswith("bpe:")):
             raise ValueError(f"tokenizer must be 'char', 'bpe' or 'bpe:PATH', got {self.tokenizer!r}")
+        if self.bpe_vocab_size < 257:  # the 256 bytes and at least one more (a merge or <|endoftext|>)
+            raise ValueError(f"bpe_vocab_size must be at least 257 (256 byte tokens + 1), got {self.bpe_vocab_size}")
         GPTConfig(1, self.block_size, self.n_layer, self.n_head, self.n_embd, self.dropout, self.bias, self.init_std)
 
     def _check_types(self) -> None:
@@ -112,7 +115,17 @@ class TrainConfig:
 _FIELD_KINDS = {"int": numbers.Integral, "float": numbers.Real, "str": str, "bool": bool, "None": type(None)}
 
 
-PRESETS = {"shakespeare-char": TrainConfig()}
+PRESETS = {
+    "shakespeare-char": TrainConfig(),
+    # The base model that fine-tuning (minigpt.finetune) starts from: a 2048-token BPE
+    # trained by minigpt on the training part of Tiny Shakespeare + the Python docs, with
+    # <|endoftext|> between documents; recipe and wall time in the README.
+    "base-bpe": TrainConfig(
+        data="shakespeare+pydocs", tokenizer="bpe", bpe_vocab_size=2048, out_dir="out/base-bpe",
+        n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.1, batch_size=16,
+        max_iters=2500, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
+    ),
+}
 
 # Fields that may change when a run is resumed: how long to go on and what to report.
 # Any other difference between the flags and the checkpoint is an error, since it would
@@ -141,16 +154,18 @@ def load_corpus(name: str | None, log=print) -> tuple[str, str]:
         return data.load_text("pydocs"), "pydocs"
 
 
-def make_tokenizer(spec: str, text: str, log=print):
-    """The tokenizer named by --tokenizer, trained on the training part of `text` if needed."""
+def make_tokenizer(spec: str, text: str, log=print, vocab_size: int = DEFAULT_BPE_VOCAB):
+    """The tokenizer named by --tokenizer, trained on the training part of `text` if needed
+    (with data.END_OF_TEXT as a special token when the text separates documents by it)."""
     if spec == "char":
         return data.CharTokenizer.from_text(text)
     from minigpt.tokenizer import Tokenizer  # the BPE package; imported only when used
 
     if spec == "bpe":
         train_text = text[: int(len(text) * (1 - data.VAL_FRACTION))]  # never peek at val
-        log(f"training a {DEFAULT_BPE_VOCAB}-token BPE tokenizer on {len(train_text):,} characters ...")
-        return Tokenizer.train(train_text, DEFAULT_BPE_VOCAB)
+        specials = [data.END_OF_TEXT] if data.END_OF_TEXT in text else []
+        log(f"training a {vocab_size}-token BPE tokenizer on {len(train_text):,} characters ...")
+        return Tokenizer.train(train_text, vocab_size, special_tokens=specials)
     path = Path(spec.removeprefix("bpe:"))
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer file {path} (make one with: python -m minigpt tokenize "
@@ -328,7 +343,7 @@ def prepare_run(config: TrainConfig, log=print) -> RunState:
     config = dataclasses.replace(config, data=data_name, lr_decay_iters=decay_iters)
     fingerprint = {"data": data_name, **text_fingerprint(text)}
     if saved is None:
-        tokenizer = make_tokenizer(config.tokenizer, text, log)
+        tokenizer = make_tokenizer(config.tokenizer, text, log, config.bpe_vocab_size)
     elif saved_tokenizer is None:
         raise checkpoint.CheckpointError(f"{state_path} has no tokenizer to resume with")
     else:

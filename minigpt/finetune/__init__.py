@@ -1,0 +1,18 @@
+"""Fine-tuning a pretrained GPT: a classifier on its last token, LoRA adapters, and the
+command `python -m minigpt finetune`.
+
+    params.py            FlatParams: named views into one flat buffer (heads, adapters)
+    lora.py              LoRA adapters: targets by name, merge, save/load on their own
+    store.py             atomic saving of tensors + readable JSON
+    text_data.py         texts -> token ids -> padded batches; truncation; the pad token
+    sms_spam.py          the SMS Spam Collection (or any label<TAB>text file), balanced and split
+    classifier.py        GPTClassifier: body + last-token pooling + linear head; what trains
+    train_classifier.py  the fine-tuning loop: metrics.jsonl, plot, results.json, checkpoints
+    baseline.py          bag-of-words logistic regression, by hand in NumPy
+    compare.py           the table of training choices on one split
+    cli.py, classify_command.py, label_command.py   the commands
+
+The model side is minigpt.model.GPT's body (forward_hidden / backward_hidden) and
+minigpt.layers' pairs (last_token_*, classifier_head_*, lora_*); the optimizer is
+minigpt.optim.AdamW over parameter groups.
+"""

@@ -1,0 +1,332 @@
+"""Fine-tuning a GPT to classify text: `python -m minigpt finetune classify`, or from Python:
+
+    from minigpt.finetune.train_classifier import ClassifyConfig, finetune_classifier
+    result = finetune_classifier(ClassifyConfig(base="out/base-bpe", train="last-k", out_dir="out/spam"))
+    result.results["test_accuracy"]
+
+The loop, with the helpers it needs just above it:
+
+    load the base (a minigpt run, a Hugging Face GPT-2 folder or hub name) and its tokenizer
+    read the labelled texts, balance and split them (sms_spam.py), encode them (text_data.py)
+    evaluate train / val / test before training (epoch 0)
+    for each epoch:
+        for each shuffled batch: forward, backward, clip, AdamW step on what trains
+        evaluate train / val / test; append to metrics.jsonl; save the checkpoint; plot
+    write results.json (test_accuracy, val_accuracy, train_accuracy, wall time, ...)
+
+Everything that can be wrong with the input (the base, its tokenizer, the label file,
+texts longer than the context, LoRA targets and rank, the settings) is checked before the
+output folder is touched. Ctrl-C finishes the current step, saves, evaluates and writes
+results.json marked "interrupted"; a second Ctrl-C stops at once (the last checkpoint,
+written atomically, stays whole).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minigpt.finetune import lora as lora_module
+from minigpt.finetune.classifier import TRAIN_CHOICES, GPTClassifier, save_classifier
+from minigpt.finetune.sms_spam import LABELS, SPLIT_SEED, load_splits
+from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer, encode_texts, pad_batch, pad_id_of
+from minigpt.optim import AdamW, clip_grad_norm, lr_at
+from minigpt.train import stop_at_iteration_end
+
+SPLITS = ("train", "val", "test")
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "accuracy.png"
+
+
+@dataclass
+class ClassifyConfig:
+    """Everything that defines a classification fine-tuning run."""
+
+    base: str  # a minigpt run folder, a Hugging Face GPT-2 folder, or a hub name (gpt2)
+    out_dir: str = "out/classify"
+    data: str | None = None  # a label<TAB>text file; None: the SMS Spam Collection
+    labels: tuple[str, ...] = LABELS
+    init: str = "pretrained"  # or "random": the base's shape and tokenizer, fresh weights (a control)
+    train: str = "last-k"  # head | last-k | all | lora
+    last_k: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = lora_module.DEFAULT_TARGETS
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 5e-4
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float | None = None  # None: the base's
+    max_length: int | None = None  # None: the base's context (block_size)
+    truncate: bool = True  # False: a text longer than max_length is an error
+    seed: int = 1337  # head initialisation, batch order, dropout
+    split_seed: int = SPLIT_SEED
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # more facts for results.json (e.g. a label for a table)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting (before anything is loaded)."""
+        if self.train not in TRAIN_CHOICES:
+            raise ValueError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {self.train!r}")
+        if self.init not in ("pretrained", "random"):
+            raise ValueError(f"init must be 'pretrained' or 'random', got {self.init!r}")
+        for name in ("epochs", "batch_size", "last_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        for name in ("lr", "weight_decay", "grad_clip", "lora_alpha"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be in [0, lr] = [0, {self.lr}], got {self.min_lr}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.max_length is not None and (isinstance(self.max_length, bool) or self.max_length < 1):
+            raise ValueError(f"max_length must be a positive integer, got {self.max_length!r}")
+        if self.train == "lora":
+            if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+                raise ValueError(f"the LoRA rank must be a positive integer, got {self.lora_rank!r}")
+            if not self.lora_alpha > 0:
+                raise ValueError(f"the LoRA alpha must be positive, got {self.lora_alpha}")
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must name at least two distinct classes, got {list(self.labels)}")
+
+
+@dataclass
+class ClassifyResult:
+    classifier: GPTClassifier
+    tokenizer: object
+    config: ClassifyConfig
+    metrics: list[dict]  # one row per evaluation (epoch 0 = before training)
+    results: dict  # what results.json holds
+    out_dir: Path
+
+
+# --- evaluation and prediction ----------------------------------------------------------
+
+
+def evaluate(classifier, ids, labels, batch_size: int, pad_id: int) -> tuple[float, float, np.ndarray]:
+    """(mean loss, accuracy, predicted class ids) over a whole split, without dropout.
+    Batches of similar lengths (sorted) waste the least padding; order does not matter here."""
+    lengths = np.array([len(s) for s in ids])
+    predictions = np.empty(len(ids), dtype=np.int64)
+    total_loss = 0.0
+    with classifier.evaluating():
+        for rows in batch_indices(len(ids), batch_size, lengths=lengths):
+            idx, batch_lengths = pad_batch([ids[i] for i in rows], pad_id)
+            logits, loss = classifier.forward(idx, batch_lengths, labels[rows])
+            total_loss += float(loss) * len(rows)
+            predictions[rows] = logits.argmax(axis=1)
+    classifier._cache = None  # nothing to backpropagate
+    return total_loss / len(ids), float(np.mean(predictions == labels)), predictions
+
+
+def predict_texts(classifier, tokenizer, texts, max_length: int | None = None, truncate: bool = True):
+    """(predicted class ids (N,), probabilities (N, K)) for a list of texts."""
+    max_length = max_length or classifier.body.config.block_size
+    ids, _ = encode_texts(tokenizer, texts, max_length, truncate, what="the text")
+    idx, lengths = pad_batch(ids, pad_id_of(tokenizer))
+    probs = classifier.predict_proba(idx, lengths)  # (N, K)
+    return probs.argmax(axis=1), probs
+
+
+# --- setting up ---------------------------------------------------------------------------
+
+
+def _check_out_dir(out_dir: Path, base: str) -> None:
+    """Never write into a pretraining run (it may be the base itself)."""
+    from minigpt import checkpoint
+
+    if (out_dir / checkpoint.STATE_FILE).exists():
+        raise ValueError(f"{out_dir} holds a pretraining run ({checkpoint.STATE_FILE}); fine-tune into another "
+                         f"--out-dir, so that the run (maybe the base) is not overwritten")
+    if Path(base).exists() and out_dir.resolve() == Path(base).resolve():
+        raise ValueError(f"--out-dir {out_dir} is the base's folder; choose another")
+
+
+def _make_body(config: ClassifyConfig, base_model):
+    from minigpt.model import GPT
+
+    body = base_model
+    if config.init == "random":  # the same architecture and tokenizer, weights never trained
+        body = GPT(base_model.config, seed=config.seed, dtype=base_model.dtype)
+    if config.dropout is not None:
+        body.config = dataclasses.replace(body.config, dropout=config.dropout)
+    body.rng = np.random.default_rng([config.seed, 1])  # dropout masks of this run
+    return body
+
+
+def prepare(config: ClassifyConfig, log=print):
+    """Everything before training, every check included: (classifier, tokenizer, encoded
+    splits {name: (ids, labels, texts)}, description of the base). Writes nothing."""
+    from minigpt.pretrained import load_base
+
+    config.validate()
+    _check_out_dir(Path(config.out_dir), config.base)
+    base_model, tokenizer, description = load_base(config.base)
+    check_subword_tokenizer(tokenizer, f"the base {config.base}")
+    block_size = base_model.config.block_size
+    max_length = config.max_length or block_size
+    if max_length > block_size:
+        raise ValueError(f"max_length {max_length} exceeds the base's context of {block_size} tokens")
+    splits = load_splits(config.data, config.labels, config.split_seed)
+    encoded, truncated = {}, 0
+    for name in SPLITS:
+        if not len(splits[name]):
+            raise ValueError(f"the {name} split is empty: the label file has too few examples")
+        ids, n_cut = encode_texts(tokenizer, splits[name].texts, max_length, config.truncate, what=f"the {name} split")
+        encoded[name] = (ids, splits[name].labels, splits[name].texts)
+        truncated += n_cut
+    if truncated:
+        log(f"warning: {truncated} text(s) are longer than {max_length} tokens and were truncated to their "
+            f"first {max_length} (--no-truncate makes this an error)")
+    body = _make_body(config, base_model)
+    lora = ({"rank": config.lora_rank, "alpha": config.lora_alpha, "targets": list(config.lora_targets)}
+            if config.train == "lora" else None)
+    classifier = GPTClassifier(body, len(config.labels), config.train, config.last_k, lora, seed=config.seed)
+    if config.init == "random":
+        description = f"random initialisation with the shape and tokenizer of {description}"
+    return classifier, tokenizer, encoded, description, truncated
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> ClassifyResult:
+    """Fine-tune as `config` says (see the module docstring); on_epoch(row) after each evaluation."""
+    from tqdm.auto import tqdm
+
+    from minigpt import plots
+
+    t_start = time.perf_counter()
+    classifier, tokenizer, data, description, truncated = prepare(config, log)
+    out_dir = Path(config.out_dir)
+    pad_id = pad_id_of(tokenizer)
+    train_ids, train_labels, _ = data["train"]
+    optimizer = AdamW(groups=classifier.parameter_groups(), lr=config.lr, weight_decay=config.weight_decay)
+    groups_grads = [g.grads for g in optimizer.groups]
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
+    warmup = min(config.warmup_steps, total_steps)
+
+    def lr_of(step):
+        return lr_at(step, warmup, max(total_steps, warmup), config.lr, min_lr)
+
+    trainable, total = classifier.num_trainable(), classifier.num_params()
+    log(f"base: {description}")
+    log(f"fine-tuning {config.train}{f' (last {config.last_k})' if config.train == 'last-k' else ''}: "
+        f"{trainable:,} of {total:,} parameters train ({trainable / total:.2%}); "
+        f"{', '.join(f'{n} {len(data[n][0])}' for n in SPLITS)} examples; {config.epochs} epochs into {out_dir}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / METRICS_FILE
+    metrics_path.write_text("", encoding="utf-8")
+    metrics: list[dict] = []
+    train_time = 0.0
+    step = 0
+    rng = np.random.default_rng([config.seed, 2])  # batch order
+
+    def record(epoch):
+        row = {"epoch": epoch, "step": step}
+        for name in SPLITS:
+            ids, labels, _ = data[name]
+            row[f"{name}_loss"], row[f"{name}_accuracy"], _ = evaluate(classifier, ids, labels,
+                                                                       max(config.batch_size, 32), pad_id)
+        row.update(lr=lr_of(step), train_time_s=train_time, elapsed_s=time.perf_counter() - t_start)
+        metrics.append(row)
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if on_epoch is not None:
+            on_epoch(row)
+        return row
+
+    def save():
+        save_classifier(out_dir, classifier, tokenizer, config.labels, base=description, base_spec=config.base,
+                        init=config.init, step=step)
+        if classifier.train_choice == "lora":
+            lora_module.save_adapters(classifier.body, out_dir)  # the adapters alone, small
+
+    first = record(0)
+    log(f"before fine-tuning: accuracy train {first['train_accuracy']:.2%}, val {first['val_accuracy']:.2%}")
+    bar = tqdm(total=total_steps, disable=not config.progress, unit="step", dynamic_ncols=True)
+    say = bar.write if config.progress else log
+    interrupted = False
+    try:
+        with stop_at_iteration_end() as stop:
+            for epoch in range(1, config.epochs + 1):
+                classifier.train()
+                for rows in batch_indices(len(train_ids), config.batch_size, rng):
+                    t0 = time.perf_counter()
+                    idx, lengths = pad_batch([train_ids[i] for i in rows], pad_id)  # (B, T_max), (B,)
+                    classifier.zero_grad()
+                    _, loss = classifier.forward(idx, lengths, train_labels[rows])
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"the training loss became {loss} at step {step}; try a lower --lr")
+                    classifier.backward()
+                    clip_grad_norm(groups_grads, config.grad_clip)
+                    optimizer.step(lr_of(step))
+                    step += 1
+                    train_time += time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch, refresh=False)
+                    bar.update(1)
+                    if stop["stop"]:
+                        interrupted = True
+                        break
+                row = record(epoch if not interrupted else round(step / steps_per_epoch, 3))
+                say(f"epoch {row['epoch']}: loss train {row['train_loss']:.4f} val {row['val_loss']:.4f}; "
+                    f"accuracy train {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%} "
+                    f"test {row['test_accuracy']:.2%}")
+                save()
+                plots.plot_classification(metrics, out_dir / PLOT_FILE)
+                if interrupted:
+                    break
+    finally:
+        bar.close()
+
+    last = metrics[-1]
+    _, _, predictions = evaluate(classifier, *data["test"][:2], max(config.batch_size, 32), pad_id)
+    results = {
+        "test_accuracy": last["test_accuracy"], "val_accuracy": last["val_accuracy"],
+        "train_accuracy": last["train_accuracy"],
+        "test_loss": last["test_loss"], "val_loss": last["val_loss"], "train_loss": last["train_loss"],
+        **_unseen_accuracy(data, predictions),
+        "wall_time_s": time.perf_counter() - t_start, "train_time_s": train_time,
+        "epochs": last["epoch"], "steps": step, "interrupted": interrupted,
+        "train": config.train, "last_k": classifier.last_k, "init": config.init,
+        "lora": classifier.settings()["lora"], "trainable_params": trainable, "total_params": total,
+        "trainable_fraction": trainable / total, "base": description, "base_spec": config.base,
+        "split_sizes": {name: len(data[name][0]) for name in SPLITS}, "truncated_texts": truncated,
+        "settings": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("extra", "progress")},
+        **config.extra,
+    }
+    (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    log(f"{'interrupted' if interrupted else 'done'}: test accuracy {results['test_accuracy']:.2%} "
+        f"(val {results['val_accuracy']:.2%}, train {results['train_accuracy']:.2%}) in "
+        f"{results['wall_time_s']:.0f} s; results in {out_dir / RESULTS_FILE}")
+    return ClassifyResult(classifier, tokenizer, config, metrics, results, out_dir)
+
+
+def _unseen_accuracy(data, predictions) -> dict:
+    """Accuracy on the test texts that do not also occur in the training split (the
+    collection repeats some messages), and how many do."""
+    train_texts = set(data["train"][2])
+    _, labels, texts = data["test"]
+    unseen = np.array([t not in train_texts for t in texts])
+    accuracy = float(np.mean(predictions[unseen] == labels[unseen])) if unseen.any() else float("nan")
+    return {"test_accuracy_unseen": accuracy, "test_seen_in_train": int((~unseen).sum())}
