@@ -456,6 +456,27 @@ def sampling_distribution__divides_the_callers_logits(logits, temperature=1.0, t
         probs /= probs.sum()
     return probs
 
+def positions_processed__three_argument_wrapper(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, cache):  # forward_with_cache once took 3; generate now passes the weights too
+        nonlocal counted
+        counted += idx_new.size
+        return real_cached(m, idx_new, cache)
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).size
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    try:
+        generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    finally:
+        generation.forward_with_cache = real_cached
+        del model.forward
+    return counted
+
+
 def positions_processed__prompt_not_counted(model, prompt, max_new_tokens, use_cache):
     B, T0 = prompt.shape
     block = model.config.block_size
@@ -528,6 +549,7 @@ WRONG_ANSWERS = [
     learning_rate__linear_decay,
     sampling_distribution__top_p_on_the_unrenormalised_top_k,
     sampling_distribution__divides_the_callers_logits,
+    positions_processed__three_argument_wrapper,
     positions_processed__prompt_not_counted,
     positions_processed__forgets_to_restore,
 ]
