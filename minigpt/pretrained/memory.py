@@ -3,7 +3,8 @@
 gpt2-xl, float32: 1,557,611,200 parameters x 4 bytes = 6,230,444,800 bytes (6.23 GB) of
 weights, plus 643,289,600 bytes while loading (a float64 array the size of wte, 50257 x 1600):
 6.87 GB at the peak. Training needs three more buffers as large as the weights (gradients,
-AdamW's two moments), 24.9 GB before activations: more than a 24 GiB machine can give.
+AdamW's two moments), 24.9 GB before activations: a 24 GiB machine (25.8 GB) would have
+less than 1 GB left for the activations, the data and the operating system.
 """
 
 from __future__ import annotations
