@@ -6,7 +6,8 @@ Three kinds of test:
    multiples of any block size, and B*H > 1.
 2. The reference (the spec) against independent oracles: central finite differences in
    float64 for every backward, and simple closed forms where they exist.
-3. Plumbing: the backend switch, clear errors, the hand-written matmuls.
+3. Plumbing: the backend switch, clear errors.
+(The hand-written matmuls have tests of their own: test_matmul_by_hand.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import pytest
 
 from minigpt import kernels
-from minigpt.kernels import matmul_by_hand
 from minigpt.kernels import numba_kernels as nb
 from minigpt.kernels import reference as ref
 
@@ -344,19 +344,3 @@ def test_all_targets_ignored_gives_loss_zero_and_zero_gradients(backend):
         (dlogits,) = layers.cross_entropy_backward(1.0, cache)
     assert loss == 0.0 and np.isfinite(loss)
     assert dlogits.shape == logits.shape and np.all(dlogits == 0.0)
-
-
-@pytest.mark.parametrize("name", list(matmul_by_hand.KERNELS))
-@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (65, 129, 257), (3, 300, 70), (130, 7, 2)])
-def test_hand_written_matmuls_match_blas(name, M, K, N):
-    rng = np.random.default_rng(17)
-    for dtype in DTYPES:
-        a, b = randn(rng, (M, K), dtype), randn(rng, (K, N), dtype)
-        assert_close(matmul_by_hand.KERNELS[name](a, b), a @ b, dtype)
-
-
-def test_hand_written_matmul_rejects_misaligned_shapes():
-    with pytest.raises(ValueError, match="do not align"):
-        matmul_by_hand.matmul_blocked(np.ones((2, 3)), np.ones((4, 2)))
-    with pytest.raises(ValueError, match="2-D"):
-        matmul_by_hand.matmul_naive(np.ones(3), np.ones((3, 2)))

