@@ -9,7 +9,8 @@ Suites:
                time of a minigpt step goes (per layer, forward vs backward, optimizer,
                overhead)
     sample     sampling tokens/s with and without the KV cache
-    kernels    each Numba kernel against its NumPy reference
+    kernels    each Numba kernel against its NumPy reference; the matmul ladder (hand-written
+               matmuls) in GFLOP/s against BLAS on the same threads
     tokenizer  BPE encode/decode throughput
 
 With no suite named, `train` and `sample` run; `all` runs every suite.
