@@ -1,0 +1,475 @@
+"""Chapter 6, making it fast: its grader catches plausible wrong answers, its figures draw
+what they are given, and its notebook runs and shows what the reading claims (compile
+time is paid once, the FLOP count of a step is what the matmuls do, matmul and GELU sit
+on opposite sides of the roofline, the ladder climbs towards BLAS, a fused bias + GELU
+gives the unfused result, small batches are overhead-bound, and two MPI ranks train as one
+process does)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from course_helpers import check_wrong_answers_are_caught, execute_notebook
+
+# Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
+# copy of solutions.py, so they may use only what it imports (np, math, time, GELU_COEFF,
+# GELU_CUBIC); helpers would not be pasted, so each answer is whole.
+
+GELU_COEFF, GELU_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
+
+# --- 6.1 median_time
+
+
+def median_time__mean_of_the_repeats(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return float(np.mean(durations))  # one disturbed call moves it
+
+
+def median_time__fastest_repeat(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return float(min(durations))
+
+
+def median_time__warmup_calls_timed_too(fn, warmup, repeats, clock=time.perf_counter):
+    durations = []
+    for _ in range(warmup + repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return float(np.median(durations))  # the compile time is in the sample
+
+
+def median_time__one_stopwatch_for_all_repeats(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    start = clock()
+    for _ in range(repeats):
+        fn()
+    return float((clock() - start) / repeats)  # the mean again, in disguise
+
+
+def median_time__one_warmup_call_too_few(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(max(warmup - 1, 0)):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return float(np.median(durations))
+
+
+def median_time__middle_element_of_an_even_count(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return float(sorted(durations)[repeats // 2])
+
+
+# --- 6.2 step_flops (N = the weights counted; each answer counts them its own way)
+
+
+def step_flops__forward_only(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    norm = 2 * C if config.bias else C
+    weights = config.vocab_size * C + L * (12 * C * C + (9 * C if config.bias else 0) + 2 * norm) + norm
+    return int((2 * weights + 4 * L * C * T) * batch_size * T)  # no backward pass
+
+
+def step_flops__counts_the_position_embeddings(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    norm = 2 * C if config.bias else C
+    weights = config.vocab_size * C + L * (12 * C * C + (9 * C if config.bias else 0) + 2 * norm) + norm
+    weights += config.block_size * C  # wpe: a lookup, no arithmetic
+    return int((6 * weights + 12 * L * C * T) * batch_size * T)
+
+
+def step_flops__no_attention_term(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    norm = 2 * C if config.bias else C
+    weights = config.vocab_size * C + L * (12 * C * C + (9 * C if config.bias else 0) + 2 * norm) + norm
+    return int(6 * weights * batch_size * T)
+
+
+def step_flops__attention_over_block_size(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    norm = 2 * C if config.bias else C
+    weights = config.vocab_size * C + L * (12 * C * C + (9 * C if config.bias else 0) + 2 * norm) + norm
+    return int((6 * weights + 12 * L * C * config.block_size) * batch_size * T)
+
+
+def step_flops__matrices_only(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    weights = config.vocab_size * C + L * 12 * C * C  # no biases, no layernorms
+    return int((6 * weights + 12 * L * C * T) * batch_size * T)
+
+
+def step_flops__ignores_bias_false(config, batch_size, seq_len=None):
+    C, L, T = config.n_embd, config.n_layer, seq_len or config.block_size
+    weights = config.vocab_size * C + L * (12 * C * C + 13 * C) + 2 * C  # as if every model had biases
+    return int((6 * weights + 12 * L * C * T) * batch_size * T)
+
+
+# --- 6.3 matmul_tiled
+
+
+def matmul_tiled__one_big_product(a, b, tile):
+    return a @ b
+
+
+def matmul_tiled__drops_the_last_partial_tile(a, b, tile):
+    M, K = a.shape
+    N = b.shape[1]
+    c = np.zeros((M, N), dtype=a.dtype)
+    for i0 in range(0, max(M - tile + 1, 1), tile):
+        for j0 in range(0, max(N - tile + 1, 1), tile):
+            for k0 in range(0, max(K - tile + 1, 1), tile):
+                c[i0:i0 + tile, j0:j0 + tile] += a[i0:i0 + tile, k0:k0 + tile] @ b[k0:k0 + tile, j0:j0 + tile]
+    return c
+
+
+def matmul_tiled__assigns_instead_of_adding(a, b, tile):
+    M, K = a.shape
+    N = b.shape[1]
+    c = np.zeros((M, N), dtype=a.dtype)
+    for i0 in range(0, M, tile):
+        for j0 in range(0, N, tile):
+            for k0 in range(0, K, tile):
+                c[i0:i0 + tile, j0:j0 + tile] = a[i0:i0 + tile, k0:k0 + tile] @ b[k0:k0 + tile, j0:j0 + tile]
+    return c  # only the last k tile is left
+
+
+def matmul_tiled__float64_result(a, b, tile):
+    M, K = a.shape
+    N = b.shape[1]
+    c = np.zeros((M, N))
+    for i0 in range(0, M, tile):
+        for j0 in range(0, N, tile):
+            for k0 in range(0, K, tile):
+                c[i0:i0 + tile, j0:j0 + tile] += a[i0:i0 + tile, k0:k0 + tile] @ b[k0:k0 + tile, j0:j0 + tile]
+    return c
+
+
+def matmul_tiled__whole_rows_of_b(a, b, tile):
+    M, K = a.shape
+    c = np.zeros((M, b.shape[1]), dtype=a.dtype)
+    for i0 in range(0, M, tile):
+        for k0 in range(0, K, tile):
+            c[i0:i0 + tile] += a[i0:i0 + tile, k0:k0 + tile] @ b[k0:k0 + tile]  # N not tiled
+    return c
+
+
+# --- 6.4 bias_gelu_forward
+
+
+def bias_gelu_forward__erf_gelu(h, bias):
+    from math import erf
+
+    u = h + bias
+    return (0.5 * u * (1.0 + np.vectorize(erf)(u / math.sqrt(2.0)))).astype(h.dtype), u
+
+
+def bias_gelu_forward__bias_after_the_gelu(h, bias):
+    out = 0.5 * h * (1.0 + np.tanh(GELU_COEFF * (h + GELU_CUBIC * h**3)))
+    return out + bias, h + bias
+
+
+def bias_gelu_forward__adds_the_bias_in_place(h, bias):
+    h += bias
+    return 0.5 * h * (1.0 + np.tanh(GELU_COEFF * (h + GELU_CUBIC * h**3))), h
+
+
+def bias_gelu_forward__cubic_term_squared(h, bias):
+    u = h + bias
+    return 0.5 * u * (1.0 + np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**2))), u
+
+
+def bias_gelu_forward__float64_for_float32(h, bias):
+    u = h.astype(np.float64) + bias
+    return 0.5 * u * (1.0 + np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))), u
+
+
+# --- 6.5 bias_gelu_backward
+
+
+def bias_gelu_backward__no_chain_through_tanh(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * 0.5 * (1.0 + t)  # the 0.5 u (1 - t^2) du/dx term forgotten
+    return dh, dh.reshape(-1, dh.shape[-1]).sum(axis=0)
+
+
+def bias_gelu_backward__cubic_derivative_without_the_3(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + GELU_CUBIC * u * u))
+    return dh, dh.reshape(-1, dh.shape[-1]).sum(axis=0)
+
+
+def bias_gelu_backward__dbias_the_mean(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u))
+    return dh, dh.reshape(-1, dh.shape[-1]).mean(axis=0)
+
+
+def bias_gelu_backward__dbias_over_the_first_axis_only(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u))
+    return dh, dh.sum(axis=0)  # (T, F) for a (B, T, F) input
+
+
+def bias_gelu_backward__dbias_of_dout(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u))
+    return dh, dout.reshape(-1, dout.shape[-1]).sum(axis=0)  # the gradient from before the GELU
+
+
+def bias_gelu_backward__float64_for_float32(dout, u):
+    u = u.astype(np.float64)
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u))
+    return dh, dh.reshape(-1, dh.shape[-1]).sum(axis=0)
+
+
+# --- 6.6 ring_allreduce (the right ring, with one thing changed in each)
+
+
+def ring_allreduce__np_sum(buffers):
+    total = np.sum(np.array(buffers), axis=0)  # the right numbers, in NumPy's order
+    N, P = len(buffers), len(buffers[0])
+    sizes = [len(c) for c in np.array_split(np.arange(P), N)]
+    return [total.copy() for _ in buffers], [0 if N == 1 else 2 * P - sizes[(r + 1) % N] - sizes[(r + 2) % N]
+                                            for r in range(N)]
+
+
+def ring_allreduce__all_gather_adds(buffers, gather_adds=True, extra_step=0, sent_count=None, in_place=False,
+                                    shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__one_step_too_many(buffers,
+                                      gather_adds=False, extra_step=1, sent_count=None, in_place=False, shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__equal_chunks_assumed(buffers,
+                                         gather_adds=False, sent_count=lambda N, P: [2 * (N - 1) * (P // N)] * N,
+                                         extra_step=0, in_place=False, shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__reduce_scatter_counted_only(buffers,
+                                                gather_adds=False, sent_count=lambda N, P: [(N - 1) * P // N] * N,
+                                                extra_step=0, in_place=False, shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__whole_buffer_every_step(buffers,
+                                            gather_adds=False, sent_count=lambda N, P: [2 * (N - 1) * P] * N,
+                                            extra_step=0, in_place=False, shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__one_shared_result(buffers,
+                                      gather_adds=False, shared=True, extra_step=0, sent_count=None, in_place=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+def ring_allreduce__sums_in_place(buffers,
+                                  gather_adds=False, in_place=True, extra_step=0, sent_count=None, shared=False):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1 + extra_step):
+            messages = []
+            for r in range(N):
+                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
+                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
+                sent[r] += len(chunks[c])
+            for receiver, c, values in messages:
+                if phase == "reduce-scatter" or gather_adds:
+                    held[receiver][chunks[c]] += values
+                else:
+                    held[receiver][chunks[c]] = values
+    if in_place:
+        for b, h in zip(buffers, held):
+            b[:] = h
+    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+
+
+WRONG_ANSWERS = [
+    median_time__mean_of_the_repeats,
+    median_time__fastest_repeat,
+    median_time__warmup_calls_timed_too,
+    median_time__one_stopwatch_for_all_repeats,
+    median_time__one_warmup_call_too_few,
+    median_time__middle_element_of_an_even_count,
+    step_flops__forward_only,
+    step_flops__counts_the_position_embeddings,
+    step_flops__no_attention_term,
+    step_flops__attention_over_block_size,
+    step_flops__matrices_only,
+    step_flops__ignores_bias_false,
+    matmul_tiled__one_big_product,
+    matmul_tiled__drops_the_last_partial_tile,
+    matmul_tiled__assigns_instead_of_adding,
+    matmul_tiled__float64_result,
+    matmul_tiled__whole_rows_of_b,
+    bias_gelu_forward__erf_gelu,
+    bias_gelu_forward__bias_after_the_gelu,
+    bias_gelu_forward__adds_the_bias_in_place,
+    bias_gelu_forward__cubic_term_squared,
+    bias_gelu_forward__float64_for_float32,
+    bias_gelu_backward__no_chain_through_tanh,
+    bias_gelu_backward__cubic_derivative_without_the_3,
+    bias_gelu_backward__dbias_the_mean,
+    bias_gelu_backward__dbias_over_the_first_axis_only,
+    bias_gelu_backward__dbias_of_dout,
+    bias_gelu_backward__float64_for_float32,
+    ring_allreduce__np_sum,
+    ring_allreduce__all_gather_adds,
+    ring_allreduce__one_step_too_many,
+    ring_allreduce__equal_chunks_assumed,
+    ring_allreduce__reduce_scatter_counted_only,
+    ring_allreduce__whole_buffer_every_step,
+    ring_allreduce__one_shared_result,
+    ring_allreduce__sums_in_place,
+]
+
+
+def test_the_grader_catches_plausible_wrong_answers(tmp_path):
+    check_wrong_answers_are_caught("06", tmp_path, WRONG_ANSWERS)
