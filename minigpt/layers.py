@@ -122,6 +122,30 @@ def layernorm_backward(dout, cache):
     return dx, dweight, (dbias if has_bias else None)
 
 
+def residual_layernorm_forward(x, a, weight, bias=None):
+    """A residual connection and the layernorm that reads its result, together:
+
+        s = x + a                  (the residual stream x plus a branch's output a)
+        out = layernorm(s)         (as layernorm_forward)
+
+    x, a (B, T, C). Returns s, the residual stream from here on, out, and the cache.
+    The same as `s = x + a; out, cache = layernorm_forward(s, weight, bias)`, in one pass
+    over the rows instead of two (kernels.residual_layernorm_forward)."""
+    shift = bias if bias is not None else np.zeros_like(weight)
+    s, out, mean, rstd = kernels.residual_layernorm_forward(x, a, weight, shift)
+    return s, out, (s, weight, mean, rstd, bias is not None)
+
+
+def residual_layernorm_backward(dout, ds, cache):
+    """s feeds the layernorm (gradient dout at its output) and the rest of the residual
+    stream (gradient ds, arriving from above), so dL/ds = ds + layernorm's dx; and since
+    s = x + a, that one array is the gradient of both x and a. Returns it, dweight, dbias
+    (None without bias). The same as `ds + layernorm_backward(dout, cache)[0]`, in one pass."""
+    s, weight, mean, rstd, has_bias = cache
+    dx, dweight, dbias = kernels.residual_layernorm_backward(dout, ds, s, weight, mean, rstd)
+    return dx, dweight, (dbias if has_bias else None)
+
+
 # --- GELU --------------------------------------------------------------------------------
 
 
@@ -133,6 +157,25 @@ def gelu_forward(x):
 def gelu_backward(dout, cache):
     """dx = dout * gelu'(x), with gelu' written out in kernels/reference.py."""
     return (kernels.gelu_backward(dout, cache),)
+
+
+def bias_gelu_forward(h, bias=None):
+    """a = gelu(h + bias): the bias of the linear layer before a GELU, added in the GELU's
+    own pass over the data (kernels.bias_gelu_forward) instead of a pass of its own.
+    h (..., F), bias (F,) added to every row, or None for gelu(h)."""
+    if bias is None:
+        return kernels.gelu_forward(h), (h, False)
+    a, u = kernels.bias_gelu_forward(h, bias)  # u = h + bias, where gelu' will be taken
+    return a, (u, True)
+
+
+def bias_gelu_backward(dout, cache):
+    """With u = h + bias:  dh = dout * gelu'(u),  dbias = dh summed over all rows (the bias
+    was added to every row), in the same pass. Returns dh, dbias (None without bias)."""
+    u, has_bias = cache
+    if not has_bias:
+        return kernels.gelu_backward(dout, u), None
+    return kernels.bias_gelu_backward(dout, u)
 
 
 # --- dropout -----------------------------------------------------------------------------
@@ -163,9 +206,10 @@ def dropout_backward(dout, mask):
 
 def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias):
     """out = gelu(x @ fc_weight + fc_bias) @ proj_weight + proj_bias.
-    x (B, T, C), fc_weight (C, 4C), proj_weight (4C, C)."""
-    h, fc_cache = linear_forward(x, fc_weight, fc_bias)  # (B, T, 4C)
-    a, gelu_cache = gelu_forward(h)  # (B, T, 4C)
+    x (B, T, C), fc_weight (C, 4C), proj_weight (4C, C). The first bias is added by the
+    GELU's kernel (bias_gelu_forward), which passes over the (B, T, 4C) activations anyway."""
+    h, fc_cache = linear_forward(x, fc_weight)  # (B, T, 4C), x @ fc_weight
+    a, gelu_cache = bias_gelu_forward(h, fc_bias)  # (B, T, 4C), gelu(h + fc_bias)
     out, proj_cache = linear_forward(a, proj_weight, proj_bias)  # (B, T, C)
     return out, (fc_cache, gelu_cache, proj_cache)
 
@@ -175,8 +219,8 @@ def mlp_backward(dout, cache):
     Returns dx, dfc_weight, dfc_bias, dproj_weight, dproj_bias."""
     fc_cache, gelu_cache, proj_cache = cache
     da, dproj_weight, dproj_bias = linear_backward(dout, proj_cache)
-    (dh,) = gelu_backward(da, gelu_cache)
-    dx, dfc_weight, dfc_bias = linear_backward(dh, fc_cache)
+    dh, dfc_bias = bias_gelu_backward(da, gelu_cache)
+    dx, dfc_weight, _ = linear_backward(dh, fc_cache)
     return dx, dfc_weight, dfc_bias, dproj_weight, dproj_bias
 
 
@@ -189,28 +233,25 @@ def attention_forward(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head,
     qkv = x @ attn_weight + attn_bias, split into H heads of size hs;
     y_h = softmax(q_h k_h^T / sqrt(hs), future masked) v_h  (attention dropout att_mask);
     out = concat_h(y_h) @ proj_weight + proj_bias.
-    x (B, T, C), attn_weight (C, 3C), proj_weight (C, C), att_mask None or (B, H, T, T)."""
-    B, T, C = x.shape
-    hs = C // n_head
-    qkv, qkv_cache = linear_forward(x, attn_weight, attn_bias)  # (B, T, 3C)
-    qkv = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
-    q, k, v = (np.ascontiguousarray(a) for a in qkv)  # each (B, H, T, hs)
-    y, att = kernels.attention_forward(q, k, v, att_mask)  # (B, H, T, hs), (B, H, T, T)
-    y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+    x (B, T, C), attn_weight (C, 3C), proj_weight (C, C), att_mask None or (B, H, T, T).
+
+    The split into heads and the concatenation are views, not copies: the kernel reads
+    each head's q, k, v straight out of qkv's columns and writes y_h into concat's
+    (kernels/reference.py: qkv_attention_forward, and attention_forward for one head)."""
+    qkv, qkv_cache = linear_forward(x, attn_weight, attn_bias)  # (B, T, 3C): [q | k | v]
+    y, att = kernels.qkv_attention_forward(qkv, n_head, att_mask)  # (B, T, C) = concat_h(y_h), (B, H, T, T)
     out, proj_cache = linear_forward(y, proj_weight, proj_bias)  # (B, T, C)
-    return out, (qkv_cache, q, k, v, att, att_mask, proj_cache)
+    return out, (qkv_cache, qkv, att, att_mask, n_head, proj_cache)
 
 
 def attention_backward(dout, cache):
     """Back through the projection, the per-head attention (maths in
-    kernels/reference.py:attention_backward) and the q, k, v projection.
+    kernels/reference.py:attention_backward; dq, dk, dv land in dqkv's columns, where
+    q, k, v were read) and the q, k, v projection.
     Returns dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias."""
-    qkv_cache, q, k, v, att, att_mask, proj_cache = cache
-    B, H, T, hs = q.shape
-    dy, dproj_weight, dproj_bias = linear_backward(dout, proj_cache)
-    dy = np.ascontiguousarray(dy.reshape(B, T, H, hs).transpose(0, 2, 1, 3))  # (B, H, T, hs)
-    dq, dk, dv = kernels.attention_backward(dy, q, k, v, att, att_mask)
-    dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * hs)
+    qkv_cache, qkv, att, att_mask, n_head, proj_cache = cache
+    dy, dproj_weight, dproj_bias = linear_backward(dout, proj_cache)  # (B, T, C)
+    dqkv = kernels.qkv_attention_backward(dy, qkv, att, n_head, att_mask)  # (B, T, 3C): [dq | dk | dv]
     dx, dattn_weight, dattn_bias = linear_backward(dqkv, qkv_cache)
     return dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias
 

@@ -247,7 +247,7 @@ class GPT:
             raise ValueError("attention_weights() needs a forward() first (backward() frees what it kept)")
         weights = []
         for _ln1, attention_cache, *_ in self._body_cache[2]:  # one cache per block
-            _qkv, _q, _k, _v, att, *_ = attention_cache  # as layers.attention_forward keeps it
+            _qkv_cache, _qkv, att, *_ = attention_cache  # as layers.attention_forward keeps it
             weights.append(att.copy())  # (B, H, T, T)
         return weights
 
@@ -297,8 +297,8 @@ class GPT:
                 cfg.n_head, mask((B, cfg.n_head, T, T)),
             )  # fmt: skip
             a, attn_drop = layers.dropout_forward(a, mask(a.shape))
-            x = x + a  # (B, T, C) residual
-            m, ln2 = layers.layernorm_forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))
+            # x = x + a (residual), then m = ln_2(x): one pass (layers.residual_layernorm_forward)
+            x, m, ln2 = layers.residual_layernorm_forward(x, a, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))
             m, mlp = layers.mlp_forward(
                 m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"),
                 p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"),
@@ -342,7 +342,7 @@ class GPT:
                 # x = x + mlp(...): the residual passes dx straight through and adds the branch's
                 (dm,) = layers.dropout_backward(dx, mlp_drop)
                 dm = self._accumulate(layers.mlp_backward(dm, mlp), h + "mlp.c_fc", h + "mlp.c_proj")
-                dx = dx + self._accumulate(layers.layernorm_backward(dm, ln2), h + "ln_2")
+                dx = self._accumulate(layers.residual_layernorm_backward(dm, dx, ln2), h + "ln_2")  # dx + ln_2's
                 (da,) = layers.dropout_backward(dx, attn_drop)
                 da = self._accumulate(layers.attention_backward(da, attn), h + "attn.c_attn", h + "attn.c_proj")
                 dx = dx + self._accumulate(layers.layernorm_backward(da, ln1), h + "ln_1")

@@ -95,10 +95,13 @@ def test_the_profile_sees_every_call_once_and_nests_kernels_in_their_layers():
     result = profile_preset(preset, threads=1, n=1, warmup=1, seed=0)
     assert result["calls_per_step"] == {"layers": 2 * (5 + 6 * L), "kernels": (8 * L + 3) + (12 * L + 5) + 1}
     found = result["layers"]
-    assert set(found["attention"]["forward"]["kernels"]) == {"matmul", "attention_forward"}
-    assert set(found["attention"]["backward"]["kernels"]) == {"matmul", "attention_backward"}
-    assert set(found["mlp"]["forward"]["kernels"]) == {"matmul", "gelu_forward"}
-    assert set(found["layernorm"]["backward"]["kernels"]) == {"layernorm_backward"}
+    assert set(found["attention"]["forward"]["kernels"]) == {"matmul", "qkv_attention_forward"}
+    assert set(found["attention"]["backward"]["kernels"]) == {"matmul", "qkv_attention_backward"}
+    assert set(found["mlp"]["forward"]["kernels"]) == {"matmul", "bias_gelu_forward"}
+    assert set(found["mlp"]["backward"]["kernels"]) == {"matmul", "bias_gelu_backward"}
+    assert set(found["layernorm"]["backward"]["kernels"]) == {"layernorm_backward"}  # ln_1, ln_f
+    assert set(found["residual_layernorm"]["forward"]["kernels"]) == {"residual_layernorm_forward"}  # ln_2
+    assert set(found["residual_layernorm"]["backward"]["kernels"]) == {"residual_layernorm_backward"}
     assert set(found["linear"]["backward"]["kernels"]) == {"matmul"}  # the tied head
     assert all(p["glue_ms"] >= 0 for phases in found.values() for p in phases.values())
     assert min(result["model_glue_ms"].values()) >= 0

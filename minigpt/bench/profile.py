@@ -32,11 +32,12 @@ from minigpt.bench.train import GRAD_CLIP, minigpt_step, minigpt_trainer, random
 from minigpt.optim import clip_grad_norm
 
 # What model.py calls (the layers) and what the layers and the optimizer call (the kernels).
-LAYERS = ("embedding", "layernorm", "attention", "mlp", "linear", "cross_entropy", "dropout")
-KERNELS = ("matmul", "layernorm_forward", "layernorm_backward", "gelu_forward", "gelu_backward",
-           "attention_forward", "attention_backward", "cross_entropy_forward", "cross_entropy_backward",
-           "embedding_backward", "adamw_update")
-SHOWN_AS = {"linear": "head (x @ wte^T)", "cross_entropy": "cross-entropy"}
+LAYERS = ("embedding", "layernorm", "residual_layernorm", "attention", "mlp", "linear", "cross_entropy", "dropout")
+KERNELS = ("matmul", "layernorm_forward", "layernorm_backward", "residual_layernorm_forward",
+           "residual_layernorm_backward", "gelu_forward", "gelu_backward", "bias_gelu_forward", "bias_gelu_backward",
+           "attention_forward", "attention_backward", "qkv_attention_forward", "qkv_attention_backward",
+           "cross_entropy_forward", "cross_entropy_backward", "embedding_backward", "adamw_update")
+SHOWN_AS = {"linear": "head (x @ wte^T)", "cross_entropy": "cross-entropy", "residual_layernorm": "residual + layernorm"}
 
 
 class Stopwatch:

@@ -1,22 +1,43 @@
-"""Causal multi-head attention with Numba (twins of reference.attention_*; maths there).
+"""Causal multi-head attention with Numba (twins of reference.attention_* and
+reference.qkv_attention_*; the maths is there).
 
 Attention is matrix products (q k^T, then att v; four products in the backward pass)
 around element-wise work on the (T, T) score matrix of every head: scale, causal mask,
 softmax, dropout. This module keeps the products on BLAS (np.matmul) and fuses all the
-element-wise work into one Numba pass per direction, which visits only the positions a
-query may see (j <= i) and spreads the B*H heads across cores.
+element-wise work into one Numba pass per direction (two in the forward, around NumPy's
+exp), which visits only the positions a query may see (j <= i) and spreads the B*H heads
+across cores.
 
-Why not one fully fused Numba loop per query row (scores -> softmax -> weighted sum,
-skipping the future entirely, as FlashAttention does on GPUs)? We wrote it and measured it
-at GPT-small shapes (T = 64, hs = 32): BLAS multiplies the full 64 x 64 matrices, wasted
-upper triangle included, faster than Numba loops (without `fastmath`) multiply the lower
-half. On one core the fused forward took ~1.6x and the fused backward ~2.3x as long as
-this BLAS + Numba split. The split also reads more plainly: it is the reference with its
-five softmax passes, the `triu`/`where` masking and the dropout product fused into one.
+Three things make the layer's attention cheap beyond that:
 
-The exponentials are taken by NumPy between the two Numba passes of the forward
-(NumPy's exp is SIMD; see numba_kernels). exp(-inf) = 0 exactly, so writing -inf into the
-future positions makes them vanish without a branch.
+- **No copies between the projections and the heads.** The model's layer hands over the
+  qkv projection's output (B, T, 3C) as it is. Head h's q is the (T, hs) block at columns
+  h*hs.. of it: rows 3C apart, columns adjacent. BLAS reads such a block in place (it
+  takes a row stride, its "leading dimension"), so np.matmul multiplies these views
+  without copying them; the results are written the same way, each head's y straight into
+  its columns of (B, T, C), each dq, dk, dv straight into its columns of dqkv (B, T, 3C).
+  (`qkv_attention_*`; `attention_*` take (B, H, T, hs) arrays, for the lessons and tests.)
+- **The future is not multiplied.** A block of query rows [s, e) sees keys 0..e-1 only,
+  so the products run block by block (QUERY_BLOCK rows each): at T = 256 they do 10/16 of
+  the full products' work. At T <= QUERY_BLOCK (the main command's T = 64) there is one
+  block, the full product. Smaller blocks skip more of the future but make more, smaller
+  BLAS calls: at T = 256 on one thread the whole attention took 0.77x (forward) and
+  0.64x (backward) of its time without blocks with blocks of 64, 0.88x and 0.76x with 32.
+- **The probabilities are kept, not recomputed.** The backward pass needs att. GPU
+  kernels (FlashAttention) recompute it from q and k, because there memory is the scarce
+  resource; here the forward keeps att (B*H*T*T numbers, 12 MB per layer at 6L-384) and
+  the backward reads it back instead of multiplying q k^T again. Without dropout it is
+  the very buffer the scores were computed in.
+
+Why not one fully fused Numba loop per query row (scores -> softmax -> weighted sum, as
+FlashAttention does on GPUs)? We wrote it and measured it at GPT-small shapes (T = 64,
+hs = 32): BLAS multiplies the full 64 x 64 matrices, wasted upper triangle included,
+faster than Numba loops (without `fastmath`) multiply the lower half. On one core the
+fused forward took ~1.6x and the fused backward ~2.3x as long as this BLAS + Numba split.
+
+The exponentials are taken by NumPy between the two Numba passes of the forward (NumPy's
+exp is SIMD; see numba_kernels). exp(-inf) = 0 exactly, so writing -inf into the future
+positions makes them vanish without a branch.
 """
 
 from __future__ import annotations
@@ -27,77 +48,131 @@ import numpy as np
 from numba import prange
 
 from minigpt.kernels.jit import parallel_jit
+from minigpt.kernels.numba_reductions import dot_first, max_first, sum_first
+from minigpt.kernels.reference import _check_qkv, _heads, _split_qkv
+
+QUERY_BLOCK = 64  # query rows per BLAS product; a block's rows see keys 0..its last row
 
 
 @parallel_jit
-def _shift_causal_scores(scores, scale):
+def _shift_causal_scores(scores, scale, block):
     """In place: scores_ij * scale minus the row max over visible keys (j <= i); -inf for
-    the future (j > i). The max-shift keeps exp from overflowing, as in softmax."""
+    the future (j > i) up to the end of the row's query block, whose exp is taken, and 0
+    after it (what exp(-inf) would give). The max-shift keeps exp from overflowing, as in
+    softmax. Reads only j <= i: the blocked product left the rest unwritten."""
     n_heads, T, _ = scores.shape
     for h in prange(n_heads):  # heads never interact: one core per chunk of heads
         for i in range(T):
+            row = scores[h, i]
             n_keys = i + 1  # causal: query i sees keys 0..i
-            row_max = scores[h, i, 0] * scale
+            # scale > 0 and rounding is monotonic, so max(s_j) * scale is the max of the
+            # rounded s_j * scale: the same numbers as scaling first
+            shift = max_first(row, n_keys) * scale
             for j in range(n_keys):
-                scores[h, i, j] *= scale
-                row_max = max(row_max, scores[h, i, j])
-            for j in range(n_keys):
-                scores[h, i, j] -= row_max
-            scores[h, i, n_keys:] = -np.inf  # exp(-inf) = 0: the future gets no weight
+                row[j] = row[j] * scale - shift
+            block_end = min((i // block + 1) * block, T)
+            row[n_keys:block_end] = -np.inf  # exp(-inf) = 0: the future gets no weight
+            row[block_end:] = 0.0
 
 
 @parallel_jit
 def _normalise_and_drop(e, mask, use_mask, att):
-    """Given e = exp(shifted scores): att = e / rowsum(e), the softmax (kept for the
-    backward pass), and, in place of e, att * dropout_mask, the weights that multiply v."""
+    """Given e = exp(shifted scores): the softmax e / rowsum(e). Without a mask it is taken
+    in place (e becomes att; att is not used). With one, att gets the softmax (kept for the
+    backward pass) and e becomes att * dropout_mask, the weights that multiply v."""
     n_heads, T, _ = e.shape
     for h in prange(n_heads):
         for i in range(T):
+            row = e[h, i]
             n_keys = i + 1
-            total = 0.0  # float64 accumulator
-            for j in range(n_keys):
-                total += e[h, i, j]
-            inv_total = 1.0 / total
-            for j in range(n_keys):
-                att[h, i, j] = e[h, i, j] * inv_total
-                e[h, i, j] = att[h, i, j] * mask[h, i, j] if use_mask else att[h, i, j]
-            att[h, i, n_keys:] = 0.0  # e is already 0 there (exp(-inf))
+            inv_total = 1.0 / sum_first(row, n_keys)  # float64 sum
+            if use_mask:
+                for j in range(n_keys):
+                    att[h, i, j] = row[j] * inv_total
+                    row[j] = att[h, i, j] * mask[h, i, j]
+                att[h, i, n_keys:] = 0.0
+            else:  # the future is already 0 (exp(-inf))
+                for j in range(n_keys):
+                    row[j] *= inv_total
 
 
 @parallel_jit
 def _softmax_dropout_backward(datt, att, mask, use_mask, scale, weights):
     """In place, datt -> dscores: back through dropout, softmax and the 1/sqrt(hs) scale,
-    visiting only the visible keys. Also weights = att * mask, the matrix that multiplied
-    v in the forward pass (dv needs it)."""
+    visiting only the visible keys (the future's dscores are set to 0). With a mask, also
+    weights = att * mask, the matrix that multiplied v in the forward pass (dv needs it;
+    without a mask that matrix is att itself). Reads datt only where j <= i."""
     n_heads, T, _ = att.shape
     for h in prange(n_heads):
         for i in range(T):
+            d, a = datt[h, i], att[h, i]
             n_keys = i + 1  # the future had att = 0, so its gradient is 0
+            if use_mask:
+                for j in range(n_keys):
+                    d[j] *= mask[h, i, j]  # dropout gates the gradient as it gated att
+                for j in range(T):
+                    weights[h, i, j] = a[j] * mask[h, i, j]
+            # softmax backward: dscores_ij = att_ij (datt_ij - sum_j' att_ij' datt_ij')
+            dot = dot_first(a, d, n_keys)
             for j in range(n_keys):
-                if use_mask:
-                    datt[h, i, j] *= mask[h, i, j]  # dropout gates the gradient as it gated att
-                    weights[h, i, j] = att[h, i, j] * mask[h, i, j]
-                else:
-                    weights[h, i, j] = att[h, i, j]
-            dot = 0.0  # softmax backward: dscores_ij = att_ij (datt_ij - sum_j' att_ij' datt_ij')
-            for j in range(n_keys):
-                dot += att[h, i, j] * datt[h, i, j]
-            for j in range(n_keys):
-                datt[h, i, j] = att[h, i, j] * (datt[h, i, j] - dot) * scale
-            datt[h, i, n_keys:] = 0.0
-            weights[h, i, n_keys:] = 0.0
+                d[j] = a[j] * (d[j] - dot) * scale
+            d[n_keys:] = 0.0
 
 
-def _heads(x, dtype):
-    """(B, H, T, X) -> contiguous (B*H, T, X) in `dtype`: one slab per head."""
-    return np.ascontiguousarray(x, dtype=dtype).reshape(-1, x.shape[-2], x.shape[-1])
+def _query_blocks(T):
+    """(start, end) of each block of query rows; the block sees keys 0..end-1."""
+    return [(start, min(start + QUERY_BLOCK, T)) for start in range(0, T, QUERY_BLOCK)]
 
 
 def _mask_heads(dropout_mask, shape, dtype):
-    """The dropout mask as (B*H, T, T), and whether there is one."""
+    """The dropout mask as contiguous (B*H, T, T) in dtype, and whether there is one."""
     if dropout_mask is None:
         return np.ones((1, 1, 1), dtype=dtype), False  # placeholder; never read
-    return _heads(np.broadcast_to(dropout_mask, shape[:-1] + (shape[-2],)), dtype), True
+    B, H, T, _ = shape
+    mask = np.ascontiguousarray(np.broadcast_to(dropout_mask, (B, H, T, T)), dtype=dtype)
+    return mask.reshape(B * H, T, T), True
+
+
+def _attention_core_forward(q, k, v, dropout_mask, y):
+    """q, k, v (B, H, T, hs), views BLAS can read in place; writes the output into y (the
+    same shape, a view as well). Returns att (B, H, T, T)."""
+    B, H, T, hs = q.shape
+    dtype = q.dtype
+    mask, use_mask = _mask_heads(dropout_mask, q.shape, dtype)
+    scores = np.empty((B, H, T, T), dtype=dtype)
+    for s, e in _query_blocks(T):  # rows s..e-1 see keys 0..e-1
+        np.matmul(q[:, :, s:e], k[:, :, :e].swapaxes(-1, -2), out=scores[:, :, s:e, :e])
+    flat = scores.reshape(B * H, T, T)
+    _shift_causal_scores(flat, dtype.type(1.0 / math.sqrt(hs)), QUERY_BLOCK)
+    for s, e in _query_blocks(T):  # NumPy's SIMD exp, skipping the blocks' future (exp(-inf) = 0)
+        np.exp(scores[:, :, s:e, :e], out=scores[:, :, s:e, :e])
+    att = np.empty_like(scores) if use_mask else scores  # without dropout: softmax in place
+    _normalise_and_drop(flat, mask, use_mask, att.reshape(B * H, T, T))  # scores: att * mask
+    for s, e in _query_blocks(T):
+        np.matmul(scores[:, :, s:e, :e], v[:, :, :e], out=y[:, :, s:e])
+    return att
+
+
+def _attention_core_backward(dy, q, k, v, att, dropout_mask, dq, dk, dv):
+    """Gradients of _attention_core_forward, written into dq, dk, dv (views, like q, k, v)."""
+    B, H, T, hs = q.shape
+    dtype = q.dtype
+    mask, use_mask = _mask_heads(dropout_mask, q.shape, dtype)
+    att = np.ascontiguousarray(att, dtype=dtype)
+    dscores = np.empty((B, H, T, T), dtype=dtype)
+    for s, e in _query_blocks(T):  # datt = dy v^T
+        np.matmul(dy[:, :, s:e], v[:, :, :e].swapaxes(-1, -2), out=dscores[:, :, s:e, :e])
+    weights = np.empty_like(att) if use_mask else att  # what multiplied v: att * mask
+    _softmax_dropout_backward(dscores.reshape(B * H, T, T), att.reshape(B * H, T, T), mask, use_mask,
+                              dtype.type(1.0 / math.sqrt(hs)), weights.reshape(B * H, T, T))
+    for s, e in _query_blocks(T):
+        # keys s..e-1 were seen by queries s..T-1 only; queries s..e-1 saw keys 0..e-1
+        np.matmul(weights[:, :, s:, s:e].swapaxes(-1, -2), dy[:, :, s:], out=dv[:, :, s:e])  # out = W v
+        np.matmul(dscores[:, :, s:, s:e].swapaxes(-1, -2), q[:, :, s:], out=dk[:, :, s:e])  # scores = q k^T
+        np.matmul(dscores[:, :, s:e, :e], k[:, :, :e], out=dq[:, :, s:e])
+
+
+# --- attention over (B, H, T, hs) arrays ----------------------------------------------------
 
 
 def attention_forward(q, k, v, dropout_mask=None):
@@ -107,28 +182,49 @@ def attention_forward(q, k, v, dropout_mask=None):
         raise ValueError(f"q, k, v must share one (..., T, hs) shape, got {q.shape}, "
                          f"{k.shape}, {v.shape}")
     dtype, (T, hs) = q.dtype, q.shape[-2:]
-    mask, use_mask = _mask_heads(dropout_mask, q.shape, dtype)
-    qh, kh, vh = (_heads(a, dtype) for a in (q, k, v))
-    scores = np.matmul(qh, kh.transpose(0, 2, 1))  # (BH, T, T), BLAS
-    _shift_causal_scores(scores, dtype.type(1.0 / math.sqrt(hs)))
-    np.exp(scores, out=scores)
-    att = np.empty_like(scores)
-    _normalise_and_drop(scores, mask, use_mask, att)  # scores now holds att * mask
-    out = np.matmul(scores, vh)  # (BH, T, hs), BLAS
+    qh, kh, vh = (np.ascontiguousarray(a, dtype=dtype).reshape(1, -1, T, hs) for a in (q, k, v))
+    out = np.empty_like(qh)
+    if dropout_mask is not None:
+        dropout_mask = np.broadcast_to(dropout_mask, q.shape[:-1] + (T,)).reshape(1, -1, T, T)
+    att = _attention_core_forward(qh, kh, vh, dropout_mask, out)
     return out.reshape(q.shape), att.reshape(q.shape[:-1] + (T,))
 
 
 def attention_backward(dout, q, k, v, att, dropout_mask=None):
     """Gradients of attention_forward; maths in reference.attention_backward.
     Returns dq, dk, dv, each (B, H, T, hs)."""
-    dtype, hs = q.dtype, q.shape[-1]
-    mask, use_mask = _mask_heads(dropout_mask, q.shape, dtype)
-    qh, kh, vh, douth = (_heads(a, dtype) for a in (q, k, v, dout))
-    dscores = np.matmul(douth, vh.transpose(0, 2, 1))  # datt = dout v^T, (BH, T, T)
-    weights = np.empty_like(dscores)
-    _softmax_dropout_backward(dscores, _heads(att, dtype), mask, use_mask,
-                              dtype.type(1.0 / math.sqrt(hs)), weights)
-    dq = np.matmul(dscores, kh)  # scores = q k^T / sqrt(hs)
-    dk = np.matmul(dscores.transpose(0, 2, 1), qh)
-    dv = np.matmul(weights.transpose(0, 2, 1), douth)  # out = (att * mask) v
+    dtype, (T, hs) = q.dtype, q.shape[-2:]
+    qh, kh, vh, douth = (np.ascontiguousarray(a, dtype=dtype).reshape(1, -1, T, hs) for a in (q, k, v, dout))
+    if dropout_mask is not None:
+        dropout_mask = np.broadcast_to(dropout_mask, q.shape[:-1] + (T,)).reshape(1, -1, T, T)
+    dq, dk, dv = (np.empty_like(qh) for _ in range(3))
+    _attention_core_backward(douth, qh, kh, vh, att.reshape(1, -1, T, T), dropout_mask, dq, dk, dv)
     return dq.reshape(q.shape), dk.reshape(q.shape), dv.reshape(q.shape)
+
+
+# --- attention straight from the qkv projection's output ----------------------------------
+
+
+def qkv_attention_forward(qkv, n_head, dropout_mask=None):
+    """Causal self-attention from the packed (B, T, 3C) projection; maths in
+    reference.qkv_attention_forward. Returns y (B, T, C), heads side by side, and att
+    (B, H, T, T)."""
+    _check_qkv(qkv, n_head)
+    qkv = np.ascontiguousarray(qkv)  # (no copy: the projection's output already is)
+    B, T, C3 = qkv.shape
+    q, k, v = _split_qkv(qkv, n_head)  # (B, H, T, hs) views into qkv
+    y = np.empty((B, T, C3 // 3), dtype=qkv.dtype)
+    att = _attention_core_forward(q, k, v, dropout_mask, _heads(y, n_head))  # writes y's columns
+    return y, att
+
+
+def qkv_attention_backward(dy, qkv, att, n_head, dropout_mask=None):
+    """Gradient of qkv_attention_forward; maths in reference.qkv_attention_backward.
+    dy (B, T, C) -> dqkv (B, T, 3C) = [dq | dk | dv]."""
+    _check_qkv(qkv, n_head)
+    qkv = np.ascontiguousarray(qkv)
+    dy = np.ascontiguousarray(dy, dtype=qkv.dtype)
+    dqkv = np.empty_like(qkv)
+    _attention_core_backward(_heads(dy, n_head), *_split_qkv(qkv, n_head), att, dropout_mask,
+                             *_split_qkv(dqkv, n_head))  # dq, dk, dv: views into dqkv
+    return dqkv

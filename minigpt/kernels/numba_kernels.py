@@ -35,7 +35,8 @@ from numba import prange
 from minigpt.kernels import reference
 from minigpt.kernels.jit import parallel_jit, serial_jit
 from minigpt.kernels.numba_adamw import adamw_update
-from minigpt.kernels.numba_attention import attention_backward, attention_forward
+from minigpt.kernels.numba_attention import (attention_backward, attention_forward, qkv_attention_backward,
+                                             qkv_attention_forward)
 from minigpt.kernels.numba_reductions import row_dot, row_sum, row_sum_of_squares
 from minigpt.kernels.reference import GELU_COEFF, GELU_CUBIC, LAYERNORM_EPS
 
@@ -43,7 +44,8 @@ __all__ = [
     "LAYERNORM_EPS", "matmul", "softmax_forward", "softmax_backward", "layernorm_forward",
     "layernorm_backward", "gelu_forward", "gelu_backward", "cross_entropy_forward",
     "cross_entropy_backward", "attention_forward", "attention_backward",
-    "embedding_backward", "adamw_update",
+    "embedding_backward", "adamw_update", "qkv_attention_forward", "qkv_attention_backward",
+    "bias_gelu_forward", "bias_gelu_backward", "residual_layernorm_forward", "residual_layernorm_backward",
 ]
 
 # BLAS (np.matmul) runs near the machine's peak; no hand-written loop here beats it, so the
@@ -108,66 +110,99 @@ def softmax_backward(dy, y):
     return dx.reshape(y.shape)
 
 
-# --- layer normalisation over the last axis ---------------------------------------------
+# --- layer normalisation over the last axis, optionally with the residual add before it -----
 
 
 @parallel_jit
-def _layernorm_rows(x, weight, bias, eps, out, mean, rstd):
+def _layernorm_rows(x, a, add_a, weight, bias, eps, s, out, mean, rstd):
+    """out = layernorm(src) per row, src = x, or with add_a, src = s = x + a (written to s)."""
     C = x.shape[1]
-    for n in prange(x.shape[0]):
-        mu = row_sum(x, n) / C
+    for n in prange(x.shape[0]):  # rows are independent: one core per chunk of rows
+        if add_a:  # the residual add, fused: s is read back from cache right away
+            for c in range(C):
+                s[n, c] = x[n, c] + a[n, c]
+        src = s if add_a else x
+        mu = row_sum(src, n) / C
         # variance from the centred values (two passes): sum(x^2) - mu^2 would cancel badly
-        var = row_sum_of_squares(x, n, mu) / C
+        var = row_sum_of_squares(src, n, mu) / C
         mean[n] = mu
         rstd[n] = 1.0 / math.sqrt(var + eps)
         # read back in the data's dtype, so this loop runs in float32 for float32 data
         mu_n, rstd_n = mean[n], rstd[n]
         for c in range(C):
-            out[n, c] = (x[n, c] - mu_n) * rstd_n * weight[c] + bias[c]
+            out[n, c] = (src[n, c] - mu_n) * rstd_n * weight[c] + bias[c]
+
+
+@serial_jit
+def _layernorm_grad_sums(dout, x, weight, n, mu, rstd):
+    """sum_c g and sum_c g * xhat for row n, with g = dout * weight, xhat = (x - mu) rstd:
+    float64, four running sums each (see numba_reductions)."""
+    C = x.shape[1]
+    g0 = g1 = g2 = g3 = 0.0
+    h0 = h1 = h2 = h3 = 0.0
+    c = 0
+    while c + 4 <= C:
+        ga, gb = dout[n, c] * weight[c], dout[n, c + 1] * weight[c + 1]
+        gc, gd = dout[n, c + 2] * weight[c + 2], dout[n, c + 3] * weight[c + 3]
+        g0 += ga
+        g1 += gb
+        g2 += gc
+        g3 += gd
+        h0 += ga * ((x[n, c] - mu) * rstd)
+        h1 += gb * ((x[n, c + 1] - mu) * rstd)
+        h2 += gc * ((x[n, c + 2] - mu) * rstd)
+        h3 += gd * ((x[n, c + 3] - mu) * rstd)
+        c += 4
+    for c in range(c, C):
+        g = dout[n, c] * weight[c]
+        g0 += g
+        h0 += g * ((x[n, c] - mu) * rstd)
+    return (g0 + g1) + (g2 + g3), (h0 + h1) + (h2 + h3)
 
 
 @parallel_jit
-def _layernorm_backward_rows(dout, x, weight, mean, rstd, dx, dweight_parts, dbias_parts):
+def _layernorm_backward_rows(dout, x, weight, mean, rstd, ds, add_ds, dx, dweight_parts, dbias_parts):
     N, C = x.shape
     n_chunks = dweight_parts.shape[0]
     # dweight and dbias sum over all rows; giving each chunk of rows its own partial sums
     # lets the chunks run in parallel without two cores adding into the same array.
     for chunk in prange(n_chunks):
         for n in range(chunk * N // n_chunks, (chunk + 1) * N // n_chunks):
-            g_mean = 0.0  # mean_C(g), the path through the mean
-            gxhat_mean = 0.0  # mean_C(g * xhat), the path through rstd
-            for c in range(C):
-                xhat = (x[n, c] - mean[n]) * rstd[n]
-                g = dout[n, c] * weight[c]
-                g_mean += g
-                gxhat_mean += g * xhat
+            mu, r = mean[n], rstd[n]
+            g_sum, gxhat_sum = _layernorm_grad_sums(dout, x, weight, n, mu, r)
+            g_mean = g_sum / C  # mean_C(g), the path through the mean
+            gxhat_mean = gxhat_sum / C  # mean_C(g * xhat), the path through rstd
+            for c in range(C):  # no sum runs across c here, so this loop is vectorised
+                xhat = (x[n, c] - mu) * r
                 dweight_parts[chunk, c] += dout[n, c] * xhat
                 dbias_parts[chunk, c] += dout[n, c]
-            g_mean /= C
-            gxhat_mean /= C
-            for c in range(C):
-                xhat = (x[n, c] - mean[n]) * rstd[n]
-                g = dout[n, c] * weight[c]
-                dx[n, c] = rstd[n] * (g - g_mean - xhat * gxhat_mean)
+                d = r * (dout[n, c] * weight[c] - g_mean - xhat * gxhat_mean)
+                dx[n, c] = d + ds[n, c] if add_ds else d  # fused: the residual stream's gradient
 
 
-def layernorm_forward(x, weight, bias, eps=LAYERNORM_EPS):
-    """LayerNorm over the last axis; maths in reference.layernorm_forward.
-    Returns out (x.shape), mean and rstd (x.shape[:-1])."""
+def _layernorm(x, a, weight, bias, eps):
+    """The wrapper both layernorm forwards share: (s or None, out, mean, rstd)."""
     rows = _as_rows(x)
+    dtype = x.dtype
+    add_a = a is not None
+    a_rows = _as_rows(a.astype(dtype, copy=False)) if add_a else rows
+    s = np.empty_like(rows) if add_a else rows  # (s is not written without a)
     out = np.empty_like(rows)
-    mean = np.empty(rows.shape[0], dtype=x.dtype)
-    rstd = np.empty(rows.shape[0], dtype=x.dtype)
-    _layernorm_rows(rows, weight.astype(x.dtype, copy=False), bias.astype(x.dtype, copy=False),
-                    float(eps), out, mean, rstd)
-    return out.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
+    mean = np.empty(rows.shape[0], dtype=dtype)
+    rstd = np.empty(rows.shape[0], dtype=dtype)
+    _layernorm_rows(rows, a_rows, add_a, weight.astype(dtype, copy=False), bias.astype(dtype, copy=False),
+                    float(eps), s, out, mean, rstd)
+    s_out = s.reshape(x.shape) if add_a else None
+    return s_out, out.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
 
-def layernorm_backward(dout, x, weight, mean, rstd):
-    """LayerNorm gradients; maths in reference.layernorm_backward. Returns dx, dweight, dbias."""
+def _layernorm_grad(dout, ds, x, weight, mean, rstd):
+    """The wrapper both layernorm backwards share: (dx [+ ds], dweight, dbias)."""
     dtype = x.dtype
     x_rows = _as_rows(x)
     dout_rows = _as_rows(dout.astype(dtype, copy=False))
+    add_ds = ds is not None
+    ds_rows = _as_rows(ds.astype(dtype, copy=False)) if add_ds else dout_rows
     N, C = x_rows.shape
     n_chunks = max(1, min(N, 4 * numba.get_num_threads()))
     dx = np.empty_like(x_rows)
@@ -176,9 +211,34 @@ def layernorm_backward(dout, x, weight, mean, rstd):
     _layernorm_backward_rows(dout_rows, x_rows, weight.astype(dtype, copy=False),
                              np.ascontiguousarray(mean, dtype=dtype).reshape(-1),
                              np.ascontiguousarray(rstd, dtype=dtype).reshape(-1),
-                             dx, dweight_parts, dbias_parts)
+                             ds_rows, add_ds, dx, dweight_parts, dbias_parts)
     return (dx.reshape(x.shape), dweight_parts.sum(axis=0).astype(dtype),
             dbias_parts.sum(axis=0).astype(dtype))
+
+
+def layernorm_forward(x, weight, bias, eps=LAYERNORM_EPS):
+    """LayerNorm over the last axis; maths in reference.layernorm_forward.
+    Returns out (x.shape), mean and rstd (x.shape[:-1])."""
+    _, out, mean, rstd = _layernorm(x, None, weight, bias, eps)
+    return out, mean, rstd
+
+
+def layernorm_backward(dout, x, weight, mean, rstd):
+    """LayerNorm gradients; maths in reference.layernorm_backward. Returns dx, dweight, dbias."""
+    return _layernorm_grad(dout, None, x, weight, mean, rstd)
+
+
+def residual_layernorm_forward(x, a, weight, bias, eps=LAYERNORM_EPS):
+    """s = x + a, out = layernorm(s), in one pass over each row; maths in
+    reference.residual_layernorm_forward. Returns s, out, mean, rstd."""
+    reference._check_same_shape(x, a)  # one check for both backends
+    return _layernorm(x, a, weight, bias, eps)
+
+
+def residual_layernorm_backward(dout, ds, s, weight, mean, rstd):
+    """ds + layernorm's dx in one pass; maths in reference.residual_layernorm_backward.
+    Returns ds_total, dweight, dbias."""
+    return _layernorm_grad(dout, ds, s, weight, mean, rstd)
 
 
 # --- GELU, tanh approximation ------------------------------------------------------------
@@ -187,6 +247,8 @@ def layernorm_backward(dout, x, weight, mean, rstd):
 # 4 s (1 - s). Each kernel is: Numba writes the exponents -2u, NumPy exps them in place,
 # Numba finishes. Exponents are capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits
 # float32); where the cap bites, s < 1e-34 and the result is 0 to working precision.
+# The bias of the layer before GELU is added in the first pass (bias_gelu_*), and its
+# gradient, a sum over rows, is taken in the last pass of the backward.
 
 
 @parallel_jit
@@ -197,19 +259,37 @@ def _gelu_exponents(x, out, coeff, cubic, minus_two, cap):
 
 
 @parallel_jit
+def _bias_gelu_exponents(h, bias, u, out, coeff, cubic, minus_two, cap):
+    for n in prange(h.shape[0]):  # rows: the bias is added to each
+        for c in range(h.shape[1]):
+            x = h[n, c] + bias[c]
+            u[n, c] = x  # the pre-activation, kept for the backward pass
+            out[n, c] = min(minus_two * coeff * (x + cubic * x * x * x), cap)  # -2u
+
+
+@parallel_jit
 def _gelu_finish(x, exp_minus_2u, one):
     for i in prange(x.size):
         exp_minus_2u[i] = x[i] / (one + exp_minus_2u[i])  # x * sigmoid(2u), written in place
 
 
 @parallel_jit
-def _gelu_backward_finish(dy, x, exp_minus_2u, coeff, three_cubic, one, two):
-    for i in prange(x.size):
-        xi = x[i]
-        s = one / (one + exp_minus_2u[i])  # = 0.5 (1 + tanh u)
-        du_dx = coeff * (one + three_cubic * xi * xi)
-        # 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, with 1 - tanh^2 u = 4 s (1 - s)
-        exp_minus_2u[i] = dy[i] * (s + two * xi * s * (one - s) * du_dx)  # dx, in place
+def _gelu_backward_rows(dy, x, exp_minus_2u, coeff, three_cubic, one, two, dbias_parts, sum_rows):
+    """In place of exp(-2u): dx = dy * gelu'(x). With sum_rows, also each chunk of rows'
+    sum of dx in dbias_parts (float64), as in _layernorm_backward_rows."""
+    N, F = x.shape
+    n_chunks = dbias_parts.shape[0]
+    for chunk in prange(n_chunks):
+        for n in range(chunk * N // n_chunks, (chunk + 1) * N // n_chunks):
+            for c in range(F):
+                xi = x[n, c]
+                s = one / (one + exp_minus_2u[n, c])  # = 0.5 (1 + tanh u)
+                du_dx = coeff * (one + three_cubic * xi * xi)
+                # 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, with 1 - tanh^2 u = 4 s (1 - s)
+                g = dy[n, c] * (s + two * xi * s * (one - s) * du_dx)
+                exp_minus_2u[n, c] = g  # dx, in place
+                if sum_rows:
+                    dbias_parts[chunk, c] += g
 
 
 def _gelu_exponents_of(flat):
@@ -219,6 +299,17 @@ def _gelu_exponents_of(flat):
     _gelu_exponents(flat, e, t(GELU_COEFF), t(GELU_CUBIC), t(-2.0), t(80.0))
     np.exp(e, out=e)
     return e
+
+
+def _gelu_grad(dy_rows, x_rows, sum_rows):
+    """(dx rows, dbias or None): the backward pass both GELU kernels share."""
+    t = x_rows.dtype.type
+    dx = _gelu_exponents_of(x_rows.reshape(-1)).reshape(x_rows.shape)
+    n_chunks = max(1, min(x_rows.shape[0], 4 * numba.get_num_threads()))
+    dbias_parts = np.zeros((n_chunks, x_rows.shape[1] if sum_rows else 1))
+    _gelu_backward_rows(dy_rows, x_rows, dx, t(GELU_COEFF), t(3 * GELU_CUBIC), t(1.0), t(2.0),
+                        dbias_parts, sum_rows)
+    return dx, (dbias_parts.sum(axis=0).astype(x_rows.dtype) if sum_rows else None)
 
 
 def gelu_forward(x):
@@ -231,12 +322,28 @@ def gelu_forward(x):
 
 def gelu_backward(dy, x):
     """GELU gradient; maths in reference.gelu_backward."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    dy_flat = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1)
-    dx = _gelu_exponents_of(flat)
-    t = flat.dtype.type
-    _gelu_backward_finish(dy_flat, flat, dx, t(GELU_COEFF), t(3 * GELU_CUBIC), t(1.0), t(2.0))
+    dx, _ = _gelu_grad(_as_rows(dy.astype(x.dtype, copy=False)), _as_rows(x), sum_rows=False)
     return dx.reshape(x.shape)
+
+
+def bias_gelu_forward(h, bias):
+    """gelu(h + bias), the add fused into the first pass; maths in
+    reference.bias_gelu_forward. Returns out and u = h + bias."""
+    rows = _as_rows(h)
+    t = rows.dtype.type
+    u, out = np.empty_like(rows), np.empty_like(rows)
+    _bias_gelu_exponents(rows, np.ascontiguousarray(bias, dtype=rows.dtype), u, out, t(GELU_COEFF),
+                         t(GELU_CUBIC), t(-2.0), t(80.0))
+    np.exp(out, out=out)
+    _gelu_finish(u.reshape(-1), out.reshape(-1), t(1.0))
+    return out.reshape(h.shape), u.reshape(h.shape)
+
+
+def bias_gelu_backward(dout, u):
+    """du = dout * gelu'(u) and dbias = its sum over rows, in one pass after the exp;
+    maths in reference.bias_gelu_backward. Returns du, dbias."""
+    du, dbias = _gelu_grad(_as_rows(dout.astype(u.dtype, copy=False)), _as_rows(u), sum_rows=True)
+    return du.reshape(u.shape), dbias
 
 
 # --- fused softmax + cross-entropy ------------------------------------------------------

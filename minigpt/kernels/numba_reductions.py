@@ -66,3 +66,55 @@ def row_sum_of_squares(x, n, shift):
         d = x[n, c] - shift
         s0 += d * d
     return (s0 + s1) + (s2 + s3)
+
+
+# The same, over the first n entries of a 1-D array (a row of causal attention: query i
+# sees keys 0..i only, so its rows have different lengths).
+
+
+@serial_jit
+def sum_first(row, n):
+    """sum_{j < n} row[j], accumulated in float64."""
+    s0 = s1 = s2 = s3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        s0 += row[j]
+        s1 += row[j + 1]
+        s2 += row[j + 2]
+        s3 += row[j + 3]
+        j += 4
+    for j in range(j, n):
+        s0 += row[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@serial_jit
+def dot_first(a, b, n):
+    """sum_{j < n} a[j] * b[j], accumulated in float64."""
+    s0 = s1 = s2 = s3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        j += 4
+    for j in range(j, n):
+        s0 += a[j] * b[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@serial_jit
+def max_first(row, n):
+    """max_{j < n} row[j] (n >= 1), four running maxima."""
+    m0 = m1 = m2 = m3 = row[0]
+    j = 0
+    while j + 4 <= n:
+        m0 = max(m0, row[j])
+        m1 = max(m1, row[j + 1])
+        m2 = max(m2, row[j + 2])
+        m3 = max(m3, row[j + 3])
+        j += 4
+    for j in range(j, n):
+        m0 = max(m0, row[j])
+    return max(max(m0, m1), max(m2, m3))

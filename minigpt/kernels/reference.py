@@ -185,6 +185,114 @@ def attention_backward(dout, q, k, v, att, dropout_mask=None):
     return dq, dk, dv
 
 
+# --- attention straight from the qkv projection (fused in the Numba twin) ---------------
+
+
+def _heads(x, n_head):
+    """(B, T, H*hs) -> (B, H, T, hs): head h is channels h*hs .. (h+1)*hs - 1. A view."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(y):
+    """(B, H, T, hs) -> (B, T, H*hs): the heads side by side again."""
+    B, H, T, hs = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
+
+
+def _check_qkv(qkv, n_head):
+    """qkv must be (B, T, 3C) with C split evenly into n_head heads. Both backends call this."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head) != 0:
+        raise ValueError(f"qkv must be (B, T, 3C) with C divisible by n_head={n_head}, got shape {qkv.shape}")
+
+
+def _split_qkv(qkv, n_head):
+    """(B, T, 3C) -> q, k, v, each (B, H, T, hs): views, no copies."""
+    C = qkv.shape[-1] // 3
+    return tuple(_heads(qkv[..., i * C:(i + 1) * C], n_head) for i in range(3))
+
+
+def qkv_attention_forward(qkv, n_head, dropout_mask=None):
+    """Causal self-attention read straight from the qkv projection's output.
+
+    qkv (B, T, 3C) holds q, k and v side by side, [q | k | v], each C = H * hs wide and
+    split into n_head heads: head h of q is qkv[:, :, h*hs:(h+1)*hs], of k the same
+    channels plus C, of v plus 2C. Every head runs attention_forward on its own q, k, v:
+
+        y_h = (softmax(q_h k_h^T / sqrt(hs), future masked) * dropout_mask_h) v_h
+
+    Returns y (B, T, C), the heads' outputs side by side (head h in channels h*hs ..),
+    which is what the output projection reads, and att (B, H, T, T), the pre-dropout
+    probabilities. Nothing new in the maths: only the layout (no split, no merge copies)."""
+    _check_qkv(qkv, n_head)
+    q, k, v = _split_qkv(qkv, n_head)  # (B, H, T, hs) each
+    y, att = attention_forward(q, k, v, dropout_mask)  # (B, H, T, hs), (B, H, T, T)
+    return _merge_heads(y), att
+
+
+def qkv_attention_backward(dy, qkv, att, n_head, dropout_mask=None):
+    """Gradient of qkv_attention_forward: attention_backward for every head, with dq, dk,
+    dv written where q, k, v were read. dy (B, T, C) -> dqkv (B, T, 3C) = [dq | dk | dv]."""
+    _check_qkv(qkv, n_head)
+    q, k, v = _split_qkv(qkv, n_head)
+    dq, dk, dv = attention_backward(_heads(dy, n_head), q, k, v, att, dropout_mask)
+    return np.concatenate([_merge_heads(d) for d in (dq, dk, dv)], axis=-1)
+
+
+# --- GELU with the bias before it (fused in the Numba twin) -----------------------------
+
+
+def bias_gelu_forward(h, bias):
+    """out = gelu(u) with u = h + bias: the first MLP layer's bias add and its GELU.
+
+    h (..., F), bias (F,) added to every row. Returns out and u, the pre-activation the
+    backward pass needs (gelu' is taken at u)."""
+    u = h + bias
+    return gelu_forward(u), u
+
+
+def bias_gelu_backward(dout, u):
+    """du = dout * gelu'(u) (gelu_backward), which is also dh, since u = h + bias passes
+    gradients through unchanged; and dbias = du summed over all rows (the bias was added
+    to every row). Returns du (u's shape) and dbias (F,)."""
+    du = gelu_backward(dout, u)
+    return du, du.reshape(-1, du.shape[-1]).sum(axis=0)
+
+
+# --- layernorm with the residual add before it (fused in the Numba twin) ----------------
+
+
+def _check_same_shape(x, a):
+    """x + a must not broadcast: a residual branch returns the stream's own shape. Both
+    backends call this."""
+    if x.shape != a.shape:
+        raise ValueError(f"residual_layernorm_forward: x {x.shape} and a {a.shape} must have the same shape")
+
+
+def residual_layernorm_forward(x, a, weight, bias, eps=LAYERNORM_EPS):
+    """s = x + a (the residual stream plus a branch's output), out = layernorm(s).
+
+    x, a (..., C). Returns s (the new residual stream), out, and the per-row mean and
+    rstd of s (layernorm_forward's)."""
+    _check_same_shape(x, a)
+    s = x + a
+    out, mean, rstd = layernorm_forward(s, weight, bias, eps)
+    return s, out, mean, rstd
+
+
+def residual_layernorm_backward(dout, ds, s, weight, mean, rstd):
+    """Gradients of residual_layernorm_forward. s reaches the loss two ways: through the
+    layernorm (dout) and onward along the residual stream (ds, the gradient arriving from
+    above; None if s is used nowhere else). So
+
+        dL/ds = ds + layernorm_backward(dout)'s dx,
+
+    and since s = x + a, dL/dx = dL/da = dL/ds: one array serves both.
+    Returns ds_total, dweight, dbias."""
+    dx, dweight, dbias = layernorm_backward(dout, s, weight, mean, rstd)
+    return (dx if ds is None else ds + dx), dweight, dbias
+
+
 # --- embedding lookup gradient -----------------------------------------------------------
 
 
