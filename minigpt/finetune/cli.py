@@ -6,6 +6,8 @@ Tasks (each a module with add_arguments(parser) and run(args), imported only whe
                the head only, the last k blocks, everything, or LoRA adapters
     compare    the table of training choices on one split: pretrained vs random init, head /
                last block / everything / LoRA, and a bag-of-words logistic regression
+    instruct   instruction tuning on Alpaca-style prompts: the language-model loss (optionally on
+               the response only), answers to the test instructions, ROUGE-L
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import importlib
 TASKS = {
     "classify": ("minigpt.finetune.classify_command", "fine-tune a classifier (default data: SMS spam)"),
     "compare": ("minigpt.finetune.compare", "compare training choices and a bag-of-words baseline on one split"),
+    "instruct": ("minigpt.finetune.instruct_command", "instruction-tune a language model (default data: "
+                 "instruction-data.json, Alpaca prompts)"),
 }
 
 
