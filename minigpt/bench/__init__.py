@@ -12,6 +12,8 @@ Suites:
     kernels    each Numba kernel against its NumPy reference; the matmul ladder (hand-written
                matmuls) in GFLOP/s against BLAS on the same threads
     tokenizer  BPE encode/decode throughput
+    main       the README's main command start to sample (fresh processes), against the same
+               recipe as a plain PyTorch loop (minigpt/bench/torch_loop.py); minutes long
 
 With no suite named, `train` and `sample` run; `all` runs every suite.
 
@@ -43,6 +45,7 @@ SUITES = {
     "sample": "minigpt.bench.sample",
     "kernels": "minigpt.bench.kernels",
     "tokenizer": "minigpt.bench.tokenizer",
+    "main": "minigpt.bench.main_command",
 }
 DEFAULT_SUITES = ("train", "sample")
 TRAIN_PRESETS = ("shakespeare-char", "6L-384")  # minigpt.bench.train.PRESETS (not imported here: --help stays quick)
