@@ -473,3 +473,81 @@ WRONG_ANSWERS = [
 
 def test_the_grader_catches_plausible_wrong_answers(tmp_path):
     check_wrong_answers_are_caught("06", tmp_path, WRONG_ANSWERS)
+
+
+# --- the figures -----------------------------------------------------------------------------
+
+
+def test_the_roofline_is_bandwidth_times_intensity_capped_at_the_peak(tmp_path):
+    from minigpt.plots import plot_roofline, roofline
+
+    assert roofline([0.5, 2.0, 5.0, 100.0], peak_gflops=50.0, bandwidth_gbs=10.0).tolist() == [5.0, 20.0, 50.0, 50.0]
+    points = {"matmul": (2e9, 4e7, 0.1), "gelu": (9e6, 8e6, 1e-3)}  # intensity 50 and 1.125
+    fig = plot_roofline(points, peak_gflops=50.0, bandwidth_gbs=10.0, out_png=tmp_path / "roof.png")
+    assert (tmp_path / "roof.png").stat().st_size > 1000
+    ax = fig.axes[0]
+    drawn = {tuple(np.round(c.get_offsets()[0], 6)) for c in ax.collections}
+    assert drawn == {(50.0, 20.0), (1.125, 9.0)}  # (FLOPs per byte, achieved GFLOP/s) of each kernel
+    assert ax.lines[1].get_xdata()[0] == pytest.approx(5.0)  # the ridge point: 50 GFLOP/s / 10 GB/s
+    with pytest.raises(ValueError, match="'gelu'.*positive"):
+        plot_roofline({"gelu": (9e6, 0, 1e-3)}, 50.0, 10.0)
+
+
+def test_the_batch_figure_fits_the_fixed_cost_per_step():
+    from minigpt.plots import plot_step_time_vs_batch
+
+    rows = [{"batch_size": b, "ms_per_step": 5.0 + 2.0 * b, "tokens_per_s": 64 * b / (5.0 + 2.0 * b) * 1e3}
+            for b in (8, 1, 4, 2)]
+    fig = plot_step_time_vs_batch(rows)
+    fit = fig.axes[0].lines[1]
+    assert fit.get_ydata()[0] == pytest.approx(5.0) and "5.0 ms + 2.00 ms per sequence" in fit.get_label()
+    assert list(fig.axes[1].lines[0].get_xdata()) == [1, 2, 4, 8]  # sorted by batch size
+    with pytest.raises(ValueError, match="at least two batch sizes"):
+        plot_step_time_vs_batch(rows[:1])
+
+
+def test_the_allreduce_figure_draws_the_ring_under_two_buffers():
+    from minigpt.plots import plot_allreduce_traffic
+
+    ring, root = plot_allreduce_traffic(8).axes[0].lines[:2]
+    assert list(ring.get_xdata()) == list(range(2, 9))
+    assert ring.get_ydata() == pytest.approx([2 * (n - 1) / n for n in range(2, 9)])
+    assert root.get_ydata() == pytest.approx([n - 1 for n in range(2, 9)])
+    with pytest.raises(ValueError, match="at least 2"):
+        plot_allreduce_traffic(1)
+
+
+# --- the notebook --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_and_shows_what_the_chapter_claims():
+    from minigpt.bench.train import PRESETS
+    from minigpt.model import flops_per_token
+
+    values, _ = execute_notebook("06-making-it-fast", [
+        "compile_ratio", "counted['flops']", "matrix_weights", "tokens", "step_flop_count",
+        "intensity[matmul_label]", "intensity[gelu_label]", "percent['naive', 1]", "percent['register_blocked', 1]",
+        "fusion_error", "watch.calls['kernels']", "ring_fraction", "rank_difference", "moved",
+    ])
+    config = PRESETS["shakespeare-char"].config
+    # the first call of a Numba function is the compiler's
+    assert values["compile_ratio"] > 10
+    # the matmuls of a step do exactly 6 FLOPs per matrix weight per token; the step's estimate
+    assert values["tokens"] == 12 * 64
+    assert values["counted['flops']"] == 6 * values["matrix_weights"] * values["tokens"] == 3_662_217_216
+    assert values["step_flop_count"] == flops_per_token(config) * values["tokens"]
+    # the matmul is far right of the ridge, GELU about one FLOP per byte
+    assert values["intensity[matmul_label]"] == pytest.approx(2 * 768 * 128 * 512 / (4 * (768 * 128 + 128 * 512
+                                                                                          + 768 * 512)))
+    assert values["intensity[gelu_label]"] == pytest.approx(9 / 8)
+    # the ladder: the definition is slow, registers help
+    naive, register_blocked = values["percent['naive', 1]"], values["percent['register_blocked', 1]"]
+    assert naive < 10 and register_blocked > 3 * naive, (naive, register_blocked)
+    # the fused kernel gives the unfused result; a step makes dozens of kernel calls
+    assert values["fusion_error"] < 1e-5
+    assert values["watch.calls['kernels']"] > 50
+    # the ring: 2 (N-1)/N of the buffer per rank
+    assert values["ring_fraction"] == {str(n): pytest.approx(2 * (n - 1) / n) for n in (2, 4, 8, 64)}
+    # two MPI ranks train as one process does, to float32 rounding (the keys' biases aside)
+    assert values["rank_difference"] < 1e-4 and values["moved"] > 1e-3, values
