@@ -63,6 +63,15 @@ def test_finetune_classify_writes_everything_and_classify_labels_text(base, smal
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and all(line.split("\t")[0] in ("ham", "spam") for line in printed)
 
+    long_text = "Call now to claim your free prize, " * 10  # far more than the base's 24 tokens
+    assert main(["classify", "--out-dir", str(out), "--text", long_text]) == 0
+    captured = capsys.readouterr()
+    assert "1 text(s) are longer than 24 tokens; only their first 24 were read" in captured.err
+    assert captured.out.split("\t")[0] in ("ham", "spam")
+    assert main(["classify", "--out-dir", str(out), "--text", long_text, "--no-truncate"]) == 1
+    captured = capsys.readouterr()
+    assert "longer than the context of 24 tokens" in captured.err and captured.out == ""
+
 
 def test_lora_run_saves_adapters_and_keeps_the_base_bit_identical(base, small_data, tmp_path):
     from minigpt import checkpoint
@@ -114,6 +123,7 @@ def bad_label_file(tmp_path, content):
     ("unknown label", "unknown label 'maybe'"),
     ("one class", "only 'ham'"),
     ("too long", "longer than the context of 24 tokens"),
+    ("cannot encode", "the tokenizer cannot encode text 0"),
     ("no such target", "'c_atn' names no linear layer"),
     ("rank 0", "rank must be a positive integer"),
     ("rank too big", "larger than the layer"),
@@ -134,6 +144,9 @@ def test_bad_input_is_a_clear_error_that_changes_no_file(case, message, base, sm
         args[3] = bad_label_file(tmp_path, "ham\thi\nham\tyo\n")
     elif case == "too long":
         args += ["--no-truncate"]
+    elif case == "cannot encode":  # the base's BPE refuses its special token's text, as tiktoken does
+        args[3] = bad_label_file(tmp_path, "".join(f"{label}\tsee <|endoftext|> {i}\n"
+                                                   for i in range(10) for label in ("ham", "spam")))
     elif case == "no such target":
         args += ["--lora", "2", "--lora-targets", "c_attn,c_atn"]
     elif case == "rank 0":
@@ -149,6 +162,43 @@ def test_bad_input_is_a_clear_error_that_changes_no_file(case, message, base, sm
     assert message in capsys.readouterr().err
     assert not out.exists()  # nothing was written
     assert {p: p.stat().st_mtime_ns for p in base.rglob("*")} == before  # nor the base touched
+
+
+def test_texts_longer_than_the_context_are_truncated_with_a_warning(base, tmp_path):
+    from minigpt.finetune.sms_spam import load_splits
+    from minigpt.pretrained import load_base
+
+    def text(i):  # a few tokens, or far more than 12
+        return f"ok {i}" if i % 2 else f"call now to win a prize {i} " * 8
+
+    lines = [f"{label}\t{text(i)}" for i in range(10) for label in ("ham", "spam")]
+    path = bad_label_file(tmp_path, "\n".join(lines) + "\n")
+    _, tokenizer, _ = load_base(str(base))
+    full = [tokenizer.encode(text) for split in load_splits(path).values() for text in split.texts]
+    expected = sum(len(ids) > 12 for ids in full)
+    assert 0 < expected < len(full)  # some texts are cut, some are not
+
+    logged = []
+    config = ClassifyConfig(base=str(base), data=str(path), out_dir=str(tmp_path / "out"), max_length=12)
+    _, _, encoded, _, truncated = train_classifier.prepare(config, log=logged.append)
+    assert truncated == expected
+    assert logged == [f"warning: {expected} text(s) are longer than 12 tokens and were truncated to their "
+                      f"first 12 (--no-truncate makes this an error)"]
+    cut = [ids for name in ("train", "val", "test") for ids in encoded[name][0]]
+    assert cut == [ids[:12] for ids in full]  # the first 12 tokens; shorter texts as they were
+    assert not (tmp_path / "out").exists()  # preparing writes nothing
+
+
+def test_bad_input_leaves_an_existing_out_dir_as_it_was(base, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"test_accuracy": 0.5}\n')
+    (out / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    bad = bad_label_file(tmp_path, "ham\thi\nspam\tbuy\nmaybe\tso\n")
+    assert run_cli("--base", base, "--data", bad, "--out-dir", out, "--epochs", "1") == 1
+    assert "unknown label 'maybe'" in capsys.readouterr().err
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
 
 
 def test_classify_command_errors(tmp_path, capsys):
