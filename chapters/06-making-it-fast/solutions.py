@@ -154,7 +154,7 @@ def ring_allreduce(buffers):
     Within a step, every rank sends what it held before the step (simulate a step as: all
     ranks send, then all receive). Return (results, sent): results, a list of N new arrays
     (rank r's buffer at the end; every one equals the sum of all buffers, added in the
-    ring's order), and sent, a list of N Python ints, the number of elements rank r sent.
+    ring's order, each addition in the buffers' dtype as a real rank would do it), and sent, a list of N Python ints, the number of elements rank r sent.
     Do not change the input buffers. With N = 1 nothing is sent."""
     # BEGIN SOLUTION
     # HINT: copy every buffer; each step, collect (receiver, chunk, values copied) from every rank first, then apply them (+= in reduce-scatter, = in all-gather)
