@@ -191,3 +191,29 @@ def test_examples_longer_than_the_context_are_truncated_with_a_warning(base, dat
                                log=said.append)
     assert result.results["truncated_examples"] == 40  # every example is longer than 20 tokens
     assert any(line.startswith("warning: 40 example(s) are longer than 20 tokens") for line in said)
+
+
+def test_ctrl_c_saves_answers_and_reports_the_interruption(base, data, tmp_path, monkeypatch):
+    """The first Ctrl-C lets the step finish, then saves, evaluates, answers and writes results.json."""
+    import os
+    import signal
+
+    from minigpt.finetune import instruct_train
+
+    real = instruct_train.lm_backward
+    calls = []
+
+    def backward_then_ctrl_c(model, cache, n_blocks):
+        real(model, cache, n_blocks)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(instruct_train, "lm_backward", backward_then_ctrl_c)
+    out = tmp_path / "c"
+    result = finetune_instruct(InstructConfig(base=str(base), data=str(data), out_dir=str(out), epochs=3,
+                                              batch_size=4, max_new_tokens=2, progress=False), log=lambda *a: None)
+    assert result.results["interrupted"] is True and result.results["steps"] == 2
+    assert json.loads((out / "results.json").read_text())["interrupted"] is True
+    assert checkpoint.load_model(out)[2]["iteration"] == 2
+    assert len(json.loads((out / "test_responses.json").read_text())) == 4

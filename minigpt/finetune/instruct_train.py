@@ -79,7 +79,7 @@ class InstructConfig:
     lora_targets: tuple[str, ...] = lora_module.DEFAULT_TARGETS
     epochs: int = 2
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float = 5e-4  # for a small minigpt base; GPT-2 124M fine-tunes with less ("LLMs from scratch": 5e-5)
     min_lr: float | None = None  # None: lr / 10
     warmup_steps: int = 20
     weight_decay: float = 0.1
@@ -285,7 +285,7 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     train_time = 0.0
     step = 0
     rng = np.random.default_rng([config.seed, 2])  # batch order
-    eval_batch = max(config.batch_size, 16)
+    eval_batch = config.batch_size  # logits are (B, T, V): with GPT-2 (V = 50,257) a big batch is gigabytes
 
     def record(epoch):
         row = {"epoch": epoch, "iter": step}
