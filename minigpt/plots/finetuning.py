@@ -1,13 +1,17 @@
-"""Figures of fine-tuning: a classifier's loss and accuracy on each split, epoch by epoch."""
+"""Figures of fine-tuning (chapter 5): a classifier's loss and accuracy epoch by epoch, which
+position last-token pooling reads, which targets of an instruction batch count, and the
+table of training choices."""
 
 from __future__ import annotations
 
+import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from minigpt.plots.base import finish, new_figure
 from minigpt.plots.training import _rows
 
-__all__ = ["plot_classification"]
+__all__ = ["plot_classification", "plot_last_token_pooling", "plot_instruction_targets", "plot_training_choices"]
 
 
 def plot_classification(metrics, out_png=None, title: str | None = None) -> Figure:
@@ -27,4 +31,93 @@ def plot_classification(metrics, out_png=None, title: str | None = None) -> Figu
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title or "classification fine-tuning")
+    return finish(fig, out_png)
+
+
+def _role_grid(ax, roles, names, colors, texts=None):
+    """Draw a (B, T) grid of small integer roles, one colour each, with a legend of names
+    and, when given, a short text in every cell."""
+    roles = np.asarray(roles)
+    ax.imshow(roles, cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5, aspect="equal")
+    B, T = roles.shape
+    ax.set_xticks(np.arange(T))
+    ax.set_yticks(np.arange(B), [f"sequence {b}" for b in range(B)])
+    ax.set_xticks(np.arange(T + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(B + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    if texts is not None:
+        for b in range(B):
+            for t in range(T):
+                ax.text(t, b, texts[b][t], ha="center", va="center", fontsize=7)
+    for name, color in zip(names, colors):
+        ax.bar(0, 0, color=color, label=name)  # legend entries only
+    ax.figure.legend(loc="outside lower center", ncol=2, frameon=False)
+
+
+def plot_last_token_pooling(lengths, T: int, out_png=None) -> Figure:
+    """Which hidden state a classifier reads: for each sequence of a right-padded batch,
+    its real tokens, the padding, and the pooled position lengths[b] - 1 (the last real
+    token, the only one that has read the whole text)."""
+    lengths = np.asarray(lengths)
+    positions = np.arange(T)[None, :]
+    roles = np.where(positions < lengths[:, None], 0, 1)  # 0 real, 1 padding
+    roles[np.arange(len(lengths)), lengths - 1] = 2  # the pooled position
+    fig, ax = new_figure(max(6.0, 1.5 + 0.45 * T), 1.8 + 0.45 * len(lengths))
+    _role_grid(ax, roles, ["real token", "padding (end-of-text)", "pooled: h[b, lengths[b] - 1]"],
+               ["#9ecae1", "#e0e0e0", "#e6550d"])
+    ax.set_xlabel("position t")
+    ax.set_title("last-token pooling reads one position per sequence")
+    return finish(fig, out_png)
+
+
+def plot_instruction_targets(targets, prompt_lengths, ignore_index: int = -100, out_png=None,
+                             title: str | None = None) -> Figure:
+    """The targets of an instruction batch, position by position: prompt tokens (or -100
+    where the prompt is masked), response tokens, the end-of-text that ends the response
+    (a target: the model learns to stop) and the ignored padding.
+
+    targets (B, T) as instruction collate returns them; prompt_lengths (B,) the number of
+    prompt tokens of each row (target t is the token at position t + 1, a prompt token
+    when t + 1 < prompt_length)."""
+    targets = np.asarray(targets)
+    B, T = targets.shape
+    roles = np.zeros((B, T), dtype=int)
+    texts = [[""] * T for _ in range(B)]
+    for b in range(B):
+        real = np.flatnonzero(targets[b] != ignore_index)
+        last = real.max() if real.size else -1  # the row's end-of-text target
+        for t in range(T):
+            if targets[b, t] == ignore_index:
+                roles[b, t] = 3 if t > last else 0  # padding, or a masked prompt token
+                texts[b][t] = str(ignore_index)
+            elif t == last:
+                roles[b, t], texts[b][t] = 2, "eot"
+            else:
+                roles[b, t] = 0 if t + 1 < prompt_lengths[b] else 1
+    fig, ax = new_figure(max(6.0, 1.5 + 0.42 * T), 1.8 + 0.5 * B)
+    _role_grid(ax, roles, ["prompt token", "response token", "first end-of-text (a target)", "padding (ignored)"],
+               ["#c6dbef", "#74c476", "#fd8d3c", "#e0e0e0"], texts)
+    ax.set_xlabel("target position t (the token at t + 1)")
+    ax.set_title(title or "which targets count")
+    return finish(fig, out_png)
+
+
+def plot_training_choices(rows, out_png=None, title: str | None = None) -> Figure:
+    """Test accuracy of each row of a comparison table (minigpt.finetune.compare), as bars
+    labelled with the number of parameters each trained."""
+    rows = list(rows)
+    fig, ax = new_figure(8, 0.9 + 0.5 * len(rows))
+    names = [row["name"] for row in rows]
+    accuracy = [100 * row["test_accuracy"] for row in rows]
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, accuracy, color=["#6baed6" if "trainable_fraction" in row else "#bdbdbd" for row in rows])
+    for yi, acc, row in zip(y, accuracy, rows):
+        ax.text(acc + 0.3, yi, f"{acc:.1f}%  ({row['trainable_params']:,} trained)", va="center", fontsize=8)
+    ax.set_yticks(y, names)
+    low = min(accuracy)
+    ax.set_xlim(max(0.0, low - 10), 100 + (100 - low) * 0.6 + 4)
+    ax.set_xlabel("test accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "SMS spam, one balanced split: what the transformer adds")
     return finish(fig, out_png)

@@ -1,0 +1,292 @@
+"""The grader of chapter 5: python -m minigpt grade 05 (see solutions.py's docstring).
+
+The oracles are minigpt's own code and first principles, never the chapter's solutions:
+pooling against minigpt.layers.last_token_forward, its gradient and the LoRA gradients
+against central finite differences of minigpt.layers' forward passes, the LoRA forward and
+the merge against minigpt.layers.lora_forward + linear_forward, the parameter count against
+a real minigpt.finetune.classifier.GPTClassifier's count, and the instruction batch against
+minigpt.finetune.instruct_data.collate, the rule of the exercise written out position by
+position, and a case worked by hand."""
+
+import numpy as np
+import pytest
+
+from minigpt import layers
+from minigpt.course import checks
+from minigpt.course.grading import ex, exercise  # noqa: F401  (ex is a fixture)
+from minigpt.finetune.classifier import GPTClassifier
+from minigpt.finetune.instruct_data import collate
+from minigpt.model import GPT, GPTConfig
+
+EVERY_LINEAR = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def expect_unchanged(function, argument, before, after):
+    checks.expect(np.array_equal(before, after), f"{function} changed its argument {argument} in place: work on "
+                  f"a copy, the caller still needs it")
+
+
+# --- 5.1 last_token_pool ---------------------------------------------------------------------
+
+POOL_CASES = [  # (B, T, C, lengths): padding of every length, no padding, T = 1
+    (4, 7, 5, [3, 7, 1, 6]),
+    (3, 6, 2, [6, 6, 6]),
+    (2, 1, 3, [1, 1]),
+    (5, 9, 4, [2, 9, 5, 1, 8]),
+]
+
+
+@exercise("last_token_pool")
+@pytest.mark.parametrize("B, T, C, lengths", POOL_CASES)
+def test_last_token_pool_matches_minigpt(ex, B, T, C, lengths):
+    h = np.random.default_rng(B * T + C).standard_normal((B, T, C)).astype(np.float32)
+    lengths = np.array(lengths)
+    given = h.copy()
+    got = ex.last_token_pool(given, lengths)
+    expect_unchanged("last_token_pool", "h", h, given)
+    want, _ = layers.last_token_forward(h, lengths)
+    checks.expect_array(f"pooled (h {h.shape}, lengths {lengths.tolist()})", np.asarray(got), shape=(B, C), dtype=h.dtype)
+    checks.expect_equal(f"pooled (h {h.shape}, lengths {lengths.tolist()}): row b must be h[b, lengths[b] - 1]",
+                        np.asarray(got), want)
+
+
+# --- 5.2 last_token_pool_backward ------------------------------------------------------------
+
+
+@exercise("last_token_pool_backward")
+@pytest.mark.parametrize("B, T, C, lengths", POOL_CASES)
+def test_last_token_pool_backward_matches_finite_differences(ex, B, T, C, lengths):
+    h = np.random.default_rng(B + T + C).standard_normal((B, T, C))
+    lengths = np.array(lengths)
+    checks.expect_gradients(lambda h: layers.last_token_forward(h, lengths),
+                            lambda dpooled, cache: ex.last_token_pool_backward(dpooled, lengths, T),
+                            (h,), (f"dh (h {h.shape}, lengths {lengths.tolist()})",))
+
+
+@exercise("last_token_pool_backward")
+def test_last_token_pool_backward_keeps_float32(ex):
+    dpooled = np.ones((2, 3), dtype=np.float32)
+    dh = ex.last_token_pool_backward(dpooled, np.array([2, 4]), 5)
+    checks.expect_array("dh for float32 dpooled", dh, shape=(2, 5, 3), dtype=np.float32)
+
+
+# --- 5.3 trainable_parameters ----------------------------------------------------------------
+
+COUNT_CONFIGS = [
+    GPTConfig(vocab_size=37, block_size=11, n_layer=3, n_head=2, n_embd=8),
+    GPTConfig(vocab_size=50, block_size=7, n_layer=2, n_head=3, n_embd=12, bias=False),
+]
+COUNT_CHOICES = [  # (train, last_k, rank, targets)
+    ("head", 1, 8, EVERY_LINEAR),
+    ("last-k", 1, 8, EVERY_LINEAR),
+    ("last-k", 2, 8, EVERY_LINEAR),
+    ("all", 1, 8, EVERY_LINEAR),
+    ("lora", 1, 2, EVERY_LINEAR),
+    ("lora", 1, 3, ("attn.c_attn",)),
+    ("lora", 1, 1, ("mlp.c_fc", "attn.c_proj")),
+    ("lora", 1, 2, ("mlp.c_proj",)),
+]
+
+
+def measured_count(config, n_classes, train, last_k, rank, targets):
+    """What a real classifier trains: the size of every buffer its optimiser would update."""
+    lora = {"rank": rank, "alpha": 2.0 * rank, "targets": list(targets)} if train == "lora" else None
+    return GPTClassifier(GPT(config), n_classes, train, last_k, lora).num_trainable()
+
+
+@exercise("trainable_parameters")
+@pytest.mark.parametrize("config", COUNT_CONFIGS, ids=["bias", "no-bias"])
+def test_trainable_parameters_matches_a_real_classifier(ex, config):
+    for n_classes in (2, 5):
+        for train, last_k, rank, targets in COUNT_CHOICES:
+            got = ex.trainable_parameters(config, n_classes, train, last_k=last_k, rank=rank, targets=targets)
+            what = (f"train={train!r}" + (f", last_k={last_k}" if train == "last-k" else "")
+                    + (f", rank={rank}, targets={list(targets)}" if train == "lora" else ""))
+            want = measured_count(config, n_classes, train, last_k, rank, targets)
+            checks.expect(isinstance(got, (int, np.integer)), f"trainable_parameters ({what}): returned "
+                          f"{type(got).__name__}, expected an int")
+            checks.expect(got == want, f"trainable_parameters ({what}; n_layer {config.n_layer}, n_embd "
+                          f"{config.n_embd}, bias {config.bias}, {n_classes} classes): {got:,}, a classifier "
+                          f"built this way trains {want:,}")
+
+
+# --- 5.4 lora_linear_forward -----------------------------------------------------------------
+
+
+def lora_case(seed, lead, n_in, n_out, r):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((*lead, n_in))
+    weight, bias = rng.standard_normal((n_in, n_out)), rng.standard_normal(n_out)
+    A, B = rng.standard_normal((n_in, r)), rng.standard_normal((r, n_out))  # B != 0: a trained adapter
+    return x, weight, bias, A, B
+
+
+LORA_CASES = [  # (seed, leading shape of x, in, out, rank, alpha)
+    (1, (2, 3), 6, 5, 2, 4.0),
+    (2, (4,), 7, 9, 3, 1.0),
+    (3, (1, 1), 5, 4, 1, 16.0),
+    (4, (2, 2, 2), 8, 6, 4, 6.0),
+]
+
+
+def reference_lora_linear(x, weight, bias, A, B, alpha):
+    """minigpt's way: the effective weight W + (alpha/r) A B, then an ordinary linear layer."""
+    effective, _ = layers.lora_forward(weight, A, B, alpha / A.shape[1])
+    return layers.linear_forward(x, effective, bias)
+
+
+@exercise("lora_linear_forward")
+@pytest.mark.parametrize("seed, lead, n_in, n_out, r, alpha", LORA_CASES)
+def test_lora_linear_forward_matches_minigpt(ex, seed, lead, n_in, n_out, r, alpha):
+    x, weight, bias, A, B = lora_case(seed, lead, n_in, n_out, r)
+    got = ex.lora_linear_forward(x, weight, bias, A, B, alpha)
+    want, _ = reference_lora_linear(x, weight, bias, A, B, alpha)
+    checks.expect_close(f"out (x {x.shape}, rank {r}, alpha {alpha})", np.asarray(got), want, bar=1e-9)
+
+
+@exercise("lora_linear_forward")
+def test_lora_linear_forward_starts_equal_to_the_base_layer(ex):
+    x, weight, bias, A, _ = lora_case(5, (3,), 4, 6, 2)
+    got = ex.lora_linear_forward(x, weight, bias, A, np.zeros((2, 6)), 8.0)
+    checks.expect_close("out with B = 0 (a new adapter: exactly the base layer x W + b)", np.asarray(got),
+                        x @ weight + bias, bar=1e-12)
+
+
+# --- 5.5 lora_linear_backward ----------------------------------------------------------------
+
+
+@exercise("lora_linear_backward")
+@pytest.mark.parametrize("seed, lead, n_in, n_out, r, alpha", LORA_CASES)
+def test_lora_linear_backward_matches_finite_differences(ex, seed, lead, n_in, n_out, r, alpha):
+    x, weight, bias, A, B = lora_case(seed, lead, n_in, n_out, r)
+
+    def forward(x, A, B):
+        out, _ = reference_lora_linear(x, weight, bias, A, B, alpha)
+        return out, (x, A, B)
+
+    checks.expect_gradients(forward, lambda dout, cache: ex.lora_linear_backward(dout, cache[0], weight, cache[1],
+                                                                                 cache[2], alpha),
+                            (x, A, B), (f"dx (x {x.shape}, rank {r}, alpha {alpha})", f"dA (rank {r}, alpha {alpha})",
+                                        f"dB (rank {r}, alpha {alpha})"))
+
+
+@exercise("lora_linear_backward")
+def test_lora_linear_backward_of_a_new_adapter(ex):
+    x, weight, bias, A, _ = lora_case(6, (5,), 4, 3, 2)
+    B = np.zeros((2, 3))  # the start of training: B = 0, so dA = 0 but dB is not
+    dout = np.random.default_rng(7).standard_normal((5, 3))
+    dx, dA, dB = ex.lora_linear_backward(dout, x, weight, A, B, 4.0)
+    checks.expect_close("dx with B = 0 (only the base weight's path: dout W^T)", np.asarray(dx), dout @ weight.T,
+                        bar=1e-12)
+    checks.expect(np.all(np.asarray(dA) == 0), "dA with B = 0 must be exactly 0 (A reaches the output only through B)")
+    checks.expect_close("dB with B = 0", np.asarray(dB), 2.0 * (x @ A).T @ dout, bar=1e-12)
+
+
+# --- 5.6 merge_lora --------------------------------------------------------------------------
+
+
+@exercise("merge_lora")
+@pytest.mark.parametrize("seed, n_in, n_out, r, alpha", [(1, 6, 5, 2, 4.0), (2, 3, 8, 3, 1.0), (3, 4, 4, 1, 32.0)])
+def test_merge_lora_matches_minigpt(ex, seed, n_in, n_out, r, alpha):
+    x, weight, bias, A, B = lora_case(seed, (3,), n_in, n_out, r)
+    weight32, A32, B32 = weight.astype(np.float32), A.astype(np.float32), B.astype(np.float32)
+    given = weight32.copy()
+    merged = ex.merge_lora(given, A32, B32, alpha)
+    expect_unchanged("merge_lora", "weight", weight32, given)
+    want, _ = layers.lora_forward(weight32, A32, B32, alpha / r)
+    what = f"merged weight ({n_in} x {n_out}, rank {r}, alpha {alpha})"
+    checks.expect_array(what, np.asarray(merged), shape=weight.shape, dtype=np.float32)
+    checks.expect_close(what, merged, want, bar=1e-6)
+
+
+@exercise("merge_lora")
+def test_merged_layer_computes_what_the_adapter_computes(ex):
+    x, weight, bias, A, B = lora_case(9, (4, 2), 5, 7, 3)
+    merged = ex.merge_lora(weight, A, B, 6.0)
+    unmerged, _ = reference_lora_linear(x, weight, bias, A, B, 6.0)
+    checks.expect_close("x @ merged + b against the unmerged layer with its adapter (rank 3, alpha 6)",
+                        x @ np.asarray(merged) + bias, unmerged, bar=1e-9)
+
+
+# --- 5.7 instruction_batch -------------------------------------------------------------------
+
+
+def expected_batch(examples, eot, mask_prompt, ignore):
+    """The rule of the exercise, one position at a time."""
+    sequences = [list(p) + list(r) + [eot] for p, r in examples]
+    L = max(map(len, sequences))
+    inputs, targets = [], []
+    for (prompt, _), s in zip(examples, sequences):
+        padded = s + [eot] * (L - len(s))
+        inputs.append(padded[:-1])
+        row = []
+        for t in range(L - 1):
+            if t + 1 >= len(s) or (mask_prompt and t + 1 < len(prompt)):
+                row.append(ignore)  # padding (after s's own end-of-text), or a prompt token
+            else:
+                row.append(padded[t + 1])
+        targets.append(row)
+    return np.array(inputs, dtype=np.int64), np.array(targets, dtype=np.int64)
+
+
+def random_examples(seed, n, eot):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, eot, rng.integers(1, 9)).tolist(), rng.integers(0, eot, rng.integers(1, 7)).tolist())
+            for _ in range(n)]
+
+
+@exercise("instruction_batch")
+def test_instruction_batch_by_hand(ex):
+    examples = [([5, 6, 7], [8, 9]), ([1], [2])]  # s = 5 6 7 8 9 E and 1 2 E, E = 50 (end-of-text)
+    inputs, targets = ex.instruction_batch(examples, 50)
+    checks.expect_array("inputs", inputs, shape=(2, 5), dtype=np.int64)
+    checks.expect_array("targets", targets, shape=(2, 5), dtype=np.int64)
+    checks.expect_equal("inputs of [5 6 7 | 8 9] and [1 | 2], end-of-text 50", inputs,
+                        np.array([[5, 6, 7, 8, 9], [1, 2, 50, 50, 50]]))
+    checks.expect_equal("targets of [1 | 2] (its first end-of-text stays a target, the padding after it is -100)",
+                        targets[1], np.array([2, 50, -100, -100, -100]))
+    checks.expect_equal("targets of [5 6 7 | 8 9] (the longest: no padding, ends with end-of-text)", targets[0],
+                        np.array([6, 7, 8, 9, 50]))
+    _, masked = ex.instruction_batch(examples, 50, mask_prompt=True)
+    checks.expect_equal("targets of [5 6 7 | 8 9] with mask_prompt (the targets 6, 7 are prompt tokens)",
+                        masked[0], np.array([-100, -100, 8, 9, 50]))
+    checks.expect_equal("targets of [1 | 2] with mask_prompt (a 1-token prompt has no prompt target)",
+                        masked[1], np.array([2, 50, -100, -100, -100]))
+
+
+@exercise("instruction_batch")
+@pytest.mark.parametrize("mask_prompt", [False, True])
+def test_instruction_batch_follows_the_rule(ex, mask_prompt):
+    for seed, n, eot, ignore in [(1, 4, 30, -100), (2, 1, 99, -100), (3, 6, 17, -1)]:
+        examples = random_examples(seed, n, eot)
+        kwargs = {} if ignore == -100 else {"ignore_index": ignore}
+        got_inputs, got_targets = ex.instruction_batch(examples, eot, mask_prompt=mask_prompt, **kwargs)
+        want_inputs, want_targets = expected_batch(examples, eot, mask_prompt, ignore)
+        what = f"{n} example(s), end-of-text {eot}, mask_prompt={mask_prompt}, ignore_index={ignore}"
+        checks.expect_array(f"inputs ({what})", got_inputs, shape=want_inputs.shape, dtype=np.int64)
+        checks.expect_equal(f"inputs ({what})", got_inputs, want_inputs)
+        checks.expect_array(f"targets ({what})", got_targets, shape=want_targets.shape, dtype=np.int64)
+        checks.expect_equal(f"targets ({what})", got_targets, want_targets)
+
+
+@exercise("instruction_batch")
+@pytest.mark.parametrize("mask_prompt", [False, True])
+def test_instruction_batch_matches_minigpts_collate(ex, mask_prompt):
+    examples = random_examples(5, 5, 40)
+    encoded = [(list(p) + list(r) + [40], len(p)) for p, r in examples]  # instruct_data.encode_example's layout
+    want_inputs, want_targets = collate(encoded, 40, mask_prompt=mask_prompt)
+    got_inputs, got_targets = ex.instruction_batch(examples, 40, mask_prompt=mask_prompt)
+    what = f"5 examples, mask_prompt={mask_prompt}, against minigpt.finetune.instruct_data.collate"
+    checks.expect_array(f"inputs ({what})", got_inputs, shape=want_inputs.shape, dtype=np.int64)
+    checks.expect_equal(f"inputs ({what})", got_inputs, want_inputs)
+    checks.expect_array(f"targets ({what})", got_targets, shape=want_targets.shape, dtype=np.int64)
+    checks.expect_equal(f"targets ({what})", got_targets, want_targets)
+
+
+@exercise("instruction_batch")
+def test_instruction_batch_leaves_the_examples_alone(ex):
+    examples = random_examples(4, 3, 20)
+    given = [(list(p), list(r)) for p, r in examples]
+    ex.instruction_batch(given, 20, mask_prompt=True)
+    checks.expect(given == examples, "instruction_batch changed the examples' lists (e.g. appended the "
+                  "end-of-text to them): build new lists")
