@@ -93,6 +93,9 @@ def kernel_cases(dtype=np.float32, seed=0):
     probs_tt = reference.softmax_forward(scores)
     q, k, v, dout = randn(B, H, T, hs), randn(B, H, T, hs), randn(B, H, T, hs), randn(B, H, T, hs)
     _, att = reference.attention_forward(q, k, v)
+    qkv, dy = randn(B, T, 3 * C), randn(B, T, C)
+    _, qkv_att = reference.qkv_attention_forward(qkv, H)
+    bias4 = randn(4 * C)
     mask = (rng.random((B, H, T, T)) > 0.1).astype(dtype) / dtype(0.9)
     logits = randn(B * T, V)
     targets = rng.integers(0, V, B * T)
@@ -113,6 +116,11 @@ def kernel_cases(dtype=np.float32, seed=0):
         ("layernorm_backward", shape_ln, lambda K: K.layernorm_backward(dx, x, w, mean, rstd)),
         ("gelu_forward", f"({B},{T},{4 * C})", lambda K: K.gelu_forward(hidden)),
         ("gelu_backward", f"({B},{T},{4 * C})", lambda K: K.gelu_backward(dhidden, hidden)),
+        ("residual_layernorm_forward", shape_ln, lambda K: K.residual_layernorm_forward(x, dx, w, b)),
+        ("residual_layernorm_backward", shape_ln,
+         lambda K: K.residual_layernorm_backward(dx, x, x, w, mean, rstd)),
+        ("bias_gelu_forward", f"({B},{T},{4 * C})", lambda K: K.bias_gelu_forward(hidden, bias4)),
+        ("bias_gelu_backward", f"({B},{T},{4 * C})", lambda K: K.bias_gelu_backward(dhidden, hidden)),
         ("cross_entropy_forward", f"({B * T},{V})",
          lambda K: K.cross_entropy_forward(logits, targets)),
         ("cross_entropy_backward", f"({B * T},{V})",
@@ -120,6 +128,8 @@ def kernel_cases(dtype=np.float32, seed=0):
         ("attention_forward", shape_att, lambda K: K.attention_forward(q, k, v)),
         ("attention_forward+dropout", shape_att, lambda K: K.attention_forward(q, k, v, mask)),
         ("attention_backward", shape_att, lambda K: K.attention_backward(dout, q, k, v, att)),
+        ("qkv_attention_forward", f"({B},{T},{3 * C})", lambda K: K.qkv_attention_forward(qkv, H)),
+        ("qkv_attention_backward", f"({B},{T},{3 * C})", lambda K: K.qkv_attention_backward(dy, qkv, qkv_att, H)),
         ("embedding_backward", f"({B},{T},{C})->({V},{C})",
          lambda K: K.embedding_backward(x, idx, V)),
         ("adamw_update", f"({n_params:,})",
