@@ -111,6 +111,9 @@ def test_mask_prompt_trains_on_the_responses_only(base, data, tmp_path):
     masked = finetune_instruct(InstructConfig(out_dir=str(tmp_path / "masked"), mask_prompt=True, **config),
                                log=lambda *a: None)
     assert masked.results["mask_prompt"] is True
+    # the response-only loss is reported either way, and is what the masked run trains on
+    assert masked.results["test_response_loss_before"] == masked.results["test_loss_before"]
+    assert plain.results["test_response_loss_before"] == pytest.approx(masked.results["test_loss_before"], rel=1e-6)
     # the same random base, scored on other targets: the loss before training differs
     assert masked.results["test_loss_before"] != pytest.approx(plain.results["test_loss_before"], rel=1e-3)
 

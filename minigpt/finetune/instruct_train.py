@@ -19,7 +19,8 @@ The loop, with the helpers it needs just above it:
         evaluate; append to metrics.jsonl; save the checkpoint; plot loss.png
     answer every test instruction (instruct_generate.py, greedy by default) into
     test_responses.json; score them with ROUGE-L (rouge.py)
-    write results.json: test loss before and after, ROUGE-L F1, how responses stopped, wall time
+    write results.json: test loss before and after (also on the responses alone), ROUGE-L F1,
+    how responses stopped, wall time
 
 It is pretraining's objective, next-token cross-entropy, on the instruction texts: the
 tied language-model head stays the head. What trains is a choice, as for classification:
@@ -291,6 +292,10 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
         row = {"epoch": epoch, "iter": step}
         for name in SPLITS:
             row[f"{name}_loss"] = evaluate_loss(model, data[name], eval_batch, pad_id, config.mask_prompt)
+        # the loss on the responses alone, whichever targets train: the prompt's template is
+        # the same in every example and easy to learn, so it flatters the unmasked loss
+        row["test_response_loss"] = (row["test_loss"] if config.mask_prompt else
+                                     evaluate_loss(model, data["test"], eval_batch, pad_id, mask_prompt=True))
         row.update(lr=lr_of(step), train_time_s=train_time, elapsed_s=time.perf_counter() - t_start)
         metrics.append(row)
         with open(metrics_path, "a", encoding="utf-8") as f:
@@ -360,6 +365,8 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     stopped = [item["stopped"] for item in responses]
     results = {
         "test_loss_before": first["test_loss"], "test_loss_after": last["test_loss"],
+        "test_response_loss_before": first["test_response_loss"],
+        "test_response_loss_after": last["test_response_loss"],
         "val_loss_before": first["val_loss"], "val_loss_after": last["val_loss"],
         "train_loss_before": first["train_loss"], "train_loss_after": last["train_loss"],
         "rouge_l_f1": float(np.mean([item["rouge_l_f1"] for item in responses])),
@@ -378,7 +385,8 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     }
     _write_json(out_dir / RESULTS_FILE, results)
     log(f"{'interrupted' if interrupted else 'done'}: test loss {results['test_loss_before']:.4f} -> "
-        f"{results['test_loss_after']:.4f}; ROUGE-L F1 {results['rouge_l_f1']:.3f}; "
+        f"{results['test_loss_after']:.4f} (on the responses alone {results['test_response_loss_before']:.4f} -> "
+        f"{results['test_response_loss_after']:.4f}); ROUGE-L F1 {results['rouge_l_f1']:.3f}; "
         f"{results['responses_stopped_at_end_of_text']} of {len(responses)} responses ended with end-of-text; "
         f"{results['wall_time_s']:.0f} s; results in {out_dir / RESULTS_FILE}, responses in {out_dir / RESPONSES_FILE}")
     return InstructResult(model, tokenizer, config, metrics, responses, results, out_dir)
