@@ -123,7 +123,7 @@ PRESETS = {
     "base-bpe": TrainConfig(
         data="shakespeare+pydocs", tokenizer="bpe", bpe_vocab_size=2048, out_dir="out/base-bpe",
         n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.1, batch_size=16,
-        max_iters=1500, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
+        max_iters=1000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
     ),
 }
 
