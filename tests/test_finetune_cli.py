@@ -204,3 +204,21 @@ def test_bad_input_leaves_an_existing_out_dir_as_it_was(base, tmp_path, capsys):
 def test_classify_command_errors(tmp_path, capsys):
     assert main(["classify", "--out-dir", str(tmp_path), "--text", "hi"]) == 1
     assert "classifier.json is missing" in capsys.readouterr().err
+
+
+def test_the_readme_quotes_the_committed_comparison_and_states_the_bar_as_measured():
+    """README's fine-tuning table and its >= 96% statement agree with
+    chapters/05-finetuning/results/comparison.json, the output of `finetune compare`."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    rows = json.loads((root / "chapters/05-finetuning/results/comparison.json").read_text())
+    readme = root.joinpath("README.md").read_text()
+    section = readme[readme.index("## Fine-tuning"):readme.index("## Tour")]
+    for row in rows:
+        line = next(line for line in section.splitlines() if line.startswith(f"| {row['name']} |"))
+        cells = [cell.strip().strip("*") for cell in line.split("|")[2:5]]
+        assert cells == [f"{row[k]:.2%}" for k in ("test_accuracy", "val_accuracy", "train_accuracy")], row["name"]
+    best = max(row["test_accuracy"] for row in rows)
+    met = "is met" if best >= 0.96 else "is not met"
+    assert f"test accuracy ≥ 96%, {met}" in section and f"{best:.2%}" in section
