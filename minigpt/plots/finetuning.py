@@ -115,8 +115,9 @@ def plot_training_choices(rows, out_png=None, title: str | None = None) -> Figur
     for yi, acc, row in zip(y, accuracy, rows):
         ax.text(acc + 0.3, yi, f"{acc:.1f}%  ({row['trainable_params']:,} trained)", va="center", fontsize=8)
     ax.set_yticks(y, names)
-    low = min(accuracy)
-    ax.set_xlim(max(0.0, low - 10), 100 + (100 - low) * 0.6 + 4)
+    low = max(0.0, min(accuracy) - 10)
+    ax.set_xlim(low, 100 + (100 - low) * 0.6)  # room on the right for the labels
+    ax.set_xticks([tick for tick in ax.get_xticks() if low <= tick <= 100])  # no accuracy above 100%
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "SMS spam, one balanced split: what the transformer adds")
