@@ -303,3 +303,16 @@ def test_the_notebook_runs_and_shows_what_the_chapter_claims():
     assert 0.6 < head < lora  # both learn in a short run; LoRA, adapting the features, learns more
     shown = values["[row['name'] for row in rows] if rows else None"]  # the committed table, loaded and drawn
     assert shown and shown[-1] == "bag of words + logistic regression" and len(shown) == 6, shown
+
+
+def test_the_reading_quotes_the_committed_comparison():
+    # section 7 copies the table of results/comparison.json (H-classify's measurement); if the
+    # measurement is re-made, the reading (and the notebook's output) must follow
+    import json
+    from pathlib import Path
+
+    from minigpt.finetune.compare import format_table
+
+    chapter = Path(__file__).resolve().parents[1] / "chapters" / "05-finetuning"
+    rows = json.loads((chapter / "results" / "comparison.json").read_text())
+    assert format_table(rows) in (chapter / "README.md").read_text(), "section 7 quotes another table"
