@@ -104,9 +104,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from minigpt.finetune.classify_command import is_user_error
+    from minigpt.finetune.options import run_reporting_user_errors
 
     shared = {"progress": args.progress}
     if args.epochs is not None:
@@ -114,14 +112,10 @@ def run(args) -> int:
     if args.seed is not None:
         shared["seed"] = args.seed
     variants = {name: VARIANTS[name] for name in args.only} if args.only else None
-    try:
+
+    def work():
         rows = compare_training_choices(args.base, args.out_dir, variants, shared, args.data, args.split_seed)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as err:
-        if not is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print("\n" + format_table(rows))
-    return 0
+        print("\n" + format_table(rows))
+        return 0
+
+    return run_reporting_user_errors(work)

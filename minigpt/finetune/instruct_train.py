@@ -52,6 +52,7 @@ from minigpt.finetune import lora as lora_module
 from minigpt.finetune.instruct_data import (SPLIT_SEED, collate, encode_examples, read_instructions,
                                             split_instructions)
 from minigpt.finetune.instruct_generate import END_OF_TEXT, LENGTH_LIMIT, answer_examples
+from minigpt.finetune.options import check_training_settings
 from minigpt.finetune.rouge import rouge_l
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer
 from minigpt.optim import AdamW, ParamGroup, clip_grad_norm, lr_at, param_group
@@ -98,33 +99,12 @@ class InstructConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (before anything is loaded)."""
-        if self.train not in TRAIN_CHOICES:
-            raise ValueError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {self.train!r}")
-        for name in ("epochs", "batch_size", "last_k", "max_new_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
-        for name in ("lr", "weight_decay", "grad_clip", "lora_alpha", "temperature"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr must be in [0, lr] = [0, {self.lr}], got {self.min_lr}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_training_settings(self, TRAIN_CHOICES, positive_ints=("max_new_tokens",),
+                                nonnegative_numbers=("temperature",))
         if self.max_length is not None and (isinstance(self.max_length, bool) or self.max_length < 2):
             raise ValueError(f"max_length must be an integer >= 2, got {self.max_length!r}")
         if self.top_k is not None and (isinstance(self.top_k, bool) or self.top_k < 1):
             raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}")
-        if self.train == "lora":
-            if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
-                raise ValueError(f"the LoRA rank must be a positive integer, got {self.lora_rank!r}")
-            if not self.lora_alpha > 0:
-                raise ValueError(f"the LoRA alpha must be positive, got {self.lora_alpha}")
 
 
 @dataclass

@@ -18,11 +18,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from minigpt.finetune.classifier import load_classifier
-    from minigpt.finetune.classify_command import is_user_error
+    from minigpt.finetune.options import run_reporting_user_errors
     from minigpt.finetune.text_data import encode_texts
     from minigpt.finetune.train_classifier import predict_texts
 
-    try:
+    def work():
         classifier, tokenizer, labels, _ = load_classifier(args.out_dir)
         block_size = classifier.body.config.block_size
         _, truncated = encode_texts(tokenizer, args.text, block_size, args.truncate, what="--text")
@@ -30,11 +30,8 @@ def run(args) -> int:
             print(f"warning: {truncated} text(s) are longer than {block_size} tokens; only their first "
                   f"{block_size} were read", file=sys.stderr)
         predicted, probs = predict_texts(classifier, tokenizer, args.text, block_size, args.truncate)
-    except Exception as err:
-        if not is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for text, k, p in zip(args.text, predicted, probs):
-        print(f"{labels[k]}\t{p[k]:.3f}\t{text}")
-    return 0
+        for text, k, p in zip(args.text, predicted, probs):
+            print(f"{labels[k]}\t{p[k]:.3f}\t{text}")
+        return 0
+
+    return run_reporting_user_errors(work)
