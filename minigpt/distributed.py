@@ -160,7 +160,7 @@ def world() -> World:
     comm = MPI.COMM_WORLD
     from minigpt import runtime
 
-    if not any(name in os.environ for name in runtime.THREAD_VARIABLES):  # a thread count set by hand wins
+    if not runtime.threads_set_by_hand():
         runtime.limit_threads(max(1, runtime.available_cores() // launched[2]))
     _world = World(comm.Get_rank(), comm.Get_size(), comm)
     return _world

@@ -1,15 +1,12 @@
 """Settings that make minigpt's training step much faster on a small CPU.
 
-The first two are process-wide, applied when minigpt.kernels is first imported; the
-third, one thread per process, is the training command's default
-(one_thread_per_process). Set MINIGPT_NO_RUNTIME_TUNING=1 to keep the libraries'
-defaults (the benchmark does so for the PyTorch process it times, so that PyTorch runs
+Both are process-wide, applied when minigpt.kernels is first imported. Set
+MINIGPT_NO_RUNTIME_TUNING=1 to keep the libraries' defaults (the benchmark does so for the PyTorch process it times, so that PyTorch runs
 as its users run it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 
@@ -62,48 +59,6 @@ def available_cores() -> int:
 def threads_set_by_hand() -> bool:
     """Whether the user chose thread counts (any of THREAD_VARIABLES is set): then it wins."""
     return any(name in os.environ for name in THREAD_VARIABLES)
-
-
-@contextlib.contextmanager
-def one_thread_per_process():
-    """with runtime.one_thread_per_process(): ...  the training command's default: Numba and
-    BLAS on one thread each for the block, then back as they were; nothing changes if the
-    thread variables were set by hand (or MINIGPT_NO_RUNTIME_TUNING=1).
-
-    The main command's matmuls (768 rows of 128 to 512 columns) are too small to split
-    well, and a parallel region waits for its slowest thread: on a shared machine a
-    descheduled thread stalls every matmul and kernel. Measured on the project's 2-core
-    machine at load average ~6, the same step with 2 threads instead of 1 took 3.4x the
-    wall time (median; 4.8x the CPU time) and the start-up to the first step 2.6-4x; only
-    in its luckiest steps (machine momentarily free) was it faster, by up to 1.4x. The
-    cores are better used by processes, one thread each: `mpiexec -n 2 python -m minigpt
-    train` (distributed.world() then gives each rank cores // ranks threads)."""
-    if not TUNE_RUNTIME or threads_set_by_hand():
-        yield
-        return
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with _blas_threads(1):
-            yield
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _blas_threads(n: int):
-    """A context manager holding BLAS at n threads (threadpoolctl's), or, without
-    threadpoolctl, one that changes nothing and says so."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        import warnings
-
-        warnings.warn(f"threadpoolctl is not installed, so BLAS keeps its own thread count instead of {n} "
-                      f"(pip install threadpoolctl)", stacklevel=3)
-        return contextlib.nullcontext()
-    return threadpoolctl.threadpool_limits(limits=n, user_api="blas")
 
 
 def limit_threads(n: int) -> None:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt import checkpoint, data, distributed, runtime
+from minigpt import checkpoint, data, distributed
 from minigpt.optim import clip_grad_norm, lr_at
 from minigpt.train_setup import (
     PRESETS,
@@ -414,8 +414,7 @@ def run(args) -> int:
         for name in saved.keys() - given.keys() - {"out_dir", "resume", "progress", "allow_data_change"}:
             setattr(config, name, saved[name])
     try:
-        with runtime.one_thread_per_process():  # the fastest default measured (under mpiexec: a share per rank)
-            result = train(config)
+        result = train(config)
     except (TrainingDiverged, DataUnavailable, checkpoint.CheckpointError, ValueError, FileNotFoundError,
             distributed.MPIUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
