@@ -5,6 +5,7 @@ adapters, and the command `python -m minigpt finetune`.
     lora.py              LoRA adapters: targets by name, merge, save/load on their own
     store.py             atomic saving of tensors + readable JSON
     options.py           the commands' shared training flags, their checks, bad input as one line
+    loop.py              the epoch loop both commands run: schedule, shuffled batches, Ctrl-C, progress bar
     text_data.py         texts -> token ids -> padded batches; truncation; the pad token
     sms_spam.py          the SMS Spam Collection (or any label<TAB>text file), balanced and split
     classifier.py        GPTClassifier: body + last-token pooling + linear head; what trains

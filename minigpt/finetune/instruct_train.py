@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,11 @@ from minigpt.finetune import lora as lora_module
 from minigpt.finetune.instruct_data import (SPLIT_SEED, collate, encode_examples, read_instructions,
                                             split_instructions)
 from minigpt.finetune.instruct_generate import END_OF_TEXT, LENGTH_LIMIT, answer_examples
+from minigpt.finetune.loop import Progress, Schedule, run_epochs
 from minigpt.finetune.options import check_training_settings
 from minigpt.finetune.rouge import rouge_l
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer
-from minigpt.optim import AdamW, ParamGroup, clip_grad_norm, lr_at, param_group
-from minigpt.train import stop_at_iteration_end
+from minigpt.optim import AdamW, ParamGroup, clip_grad_norm, param_group
 
 TRAIN_CHOICES = ("all", "last-k", "lora")
 SPLITS = ("train", "val", "test")
@@ -243,13 +242,7 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     optimizer = AdamW(groups=groups, lr=config.lr, weight_decay=config.weight_decay)
     groups_grads = [g.grads for g in optimizer.groups]
     train_data = data["train"]
-    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
-    warmup = min(config.warmup_steps, total_steps)
-
-    def lr_of(step):
-        return lr_at(step, warmup, max(total_steps, warmup), config.lr, min_lr)
+    schedule, progress = Schedule.of(config, len(train_data)), Progress()
 
     trainable = sum(g.params.size for g in groups)
     total = model.num_params() + (model.lora.num_params() if model.lora is not None else 0)
@@ -263,20 +256,18 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     metrics_path = out_dir / METRICS_FILE
     metrics_path.write_text("", encoding="utf-8")
     metrics: list[dict] = []
-    train_time = 0.0
-    step = 0
-    rng = np.random.default_rng([config.seed, 2])  # batch order
     eval_batch = config.batch_size  # logits are (B, T, V): with GPT-2 (V = 50,257) a big batch is gigabytes
 
     def record(epoch):
-        row = {"epoch": epoch, "iter": step}
+        row = {"epoch": epoch, "iter": progress.step}
         for name in SPLITS:
             row[f"{name}_loss"] = evaluate_loss(model, data[name], eval_batch, pad_id, config.mask_prompt)
         # the loss on the responses alone, whichever targets train: the prompt's template is
         # the same in every example and easy to learn, so it flatters the unmasked loss
         row["test_response_loss"] = (row["test_loss"] if config.mask_prompt else
                                      evaluate_loss(model, data["test"], eval_batch, pad_id, mask_prompt=True))
-        row.update(lr=lr_of(step), train_time_s=train_time, elapsed_s=time.perf_counter() - t_start)
+        row.update(lr=schedule.lr(progress.step), train_time_s=progress.train_time_s,
+                   elapsed_s=time.perf_counter() - t_start)
         metrics.append(row)
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
@@ -284,50 +275,33 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
             on_epoch(row)
         return row
 
-    def save():
+    def train_step(rows):
+        model.train()
+        inputs, targets = collate([train_data[i] for i in rows], pad_id, config.mask_prompt)  # (B, T)
+        model.zero_grad()
+        loss, cache = lm_loss(model, inputs, targets)
+        lm_backward(model, cache, n_blocks)
+        clip_grad_norm(groups_grads, config.grad_clip)
+        optimizer.step(schedule.lr(progress.step))
+        return loss
+
+    def after_epoch(epoch, say):
+        row = record(epoch)
+        say(f"epoch {row['epoch']}: loss train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+            f"test {row['test_loss']:.4f}")
         tuned = lora_module.merge(model) if model.lora is not None else model  # a plain GPT: any command reads it
-        checkpoint.save_checkpoint(out_dir, tuned, None, tokenizer, iteration=step,
+        checkpoint.save_checkpoint(out_dir, tuned, None, tokenizer, iteration=progress.step,
                                    finetune={"task": TASK, "base": description, "base_spec": config.base,
                                              "train": config.train, "mask_prompt": config.mask_prompt})
         if model.lora is not None:
             lora_module.save_adapters(model, out_dir)  # the adapters alone, small
+        plots.plot_losses(metrics, out_dir / PLOT_FILE, title="instruction tuning: loss per target token")
 
     first = record(0)
     log(f"before tuning: loss train {first['train_loss']:.4f} val {first['val_loss']:.4f} "
         f"test {first['test_loss']:.4f}")
-    bar = tqdm(total=total_steps, disable=not config.progress, unit="step", dynamic_ncols=True)
-    say = bar.write if config.progress else log
-    interrupted = False
-    try:
-        with stop_at_iteration_end() as stop:
-            for epoch in range(1, config.epochs + 1):
-                model.train()
-                for rows in batch_indices(len(train_data), config.batch_size, rng):
-                    t0 = time.perf_counter()
-                    inputs, targets = collate([train_data[i] for i in rows], pad_id, config.mask_prompt)  # (B, T)
-                    model.zero_grad()
-                    loss, cache = lm_loss(model, inputs, targets)
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"the training loss became {loss} at step {step}; try a lower --lr")
-                    lm_backward(model, cache, n_blocks)
-                    clip_grad_norm(groups_grads, config.grad_clip)
-                    optimizer.step(lr_of(step))
-                    step += 1
-                    train_time += time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch, refresh=False)
-                    bar.update(1)
-                    if stop["stop"]:
-                        interrupted = True
-                        break
-                row = record(epoch if not interrupted else round(step / steps_per_epoch, 3))
-                say(f"epoch {row['epoch']}: loss train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
-                    f"test {row['test_loss']:.4f}")
-                save()
-                plots.plot_losses(metrics, out_dir / PLOT_FILE, title="instruction tuning: loss per target token")
-                if interrupted:
-                    break
-    finally:
-        bar.close()
+    run_epochs(config, len(train_data), schedule, progress, train_step, after_epoch, log)
+    step, interrupted, train_time = progress.step, progress.interrupted, progress.train_time_s
 
     t_answer = time.perf_counter()
     answers = tqdm(total=len(splits["test"]), disable=not config.progress, unit="answer", dynamic_ncols=True)

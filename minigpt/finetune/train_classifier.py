@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,11 @@ import numpy as np
 
 from minigpt.finetune import lora as lora_module
 from minigpt.finetune.classifier import TRAIN_CHOICES, GPTClassifier, save_classifier
+from minigpt.finetune.loop import Progress, Schedule, run_epochs
 from minigpt.finetune.options import check_training_settings
 from minigpt.finetune.sms_spam import LABELS, SPLIT_SEED, load_splits
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer, encode_texts, pad_batch, pad_id_of
-from minigpt.optim import AdamW, clip_grad_norm, lr_at
-from minigpt.train import stop_at_iteration_end
+from minigpt.optim import AdamW, clip_grad_norm
 
 SPLITS = ("train", "val", "test")
 RESULTS_FILE = "results.json"
@@ -188,8 +187,6 @@ def prepare(config: ClassifyConfig, log=print):
 
 def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> ClassifyResult:
     """Fine-tune as `config` says (see the module docstring); on_epoch(row) after each evaluation."""
-    from tqdm.auto import tqdm
-
     from minigpt import plots
 
     t_start = time.perf_counter()
@@ -199,13 +196,7 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
     train_ids, train_labels, _ = data["train"]
     optimizer = AdamW(groups=classifier.parameter_groups(), lr=config.lr, weight_decay=config.weight_decay)
     groups_grads = [g.grads for g in optimizer.groups]
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
-    warmup = min(config.warmup_steps, total_steps)
-
-    def lr_of(step):
-        return lr_at(step, warmup, max(total_steps, warmup), config.lr, min_lr)
+    schedule, progress = Schedule.of(config, len(train_ids)), Progress()
 
     trainable, total = classifier.num_trainable(), classifier.num_params()
     log(f"base: {description}")
@@ -217,17 +208,15 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
     metrics_path = out_dir / METRICS_FILE
     metrics_path.write_text("", encoding="utf-8")
     metrics: list[dict] = []
-    train_time = 0.0
-    step = 0
-    rng = np.random.default_rng([config.seed, 2])  # batch order
 
     def record(epoch):
-        row = {"epoch": epoch, "step": step}
+        row = {"epoch": epoch, "step": progress.step}
         for name in SPLITS:
             ids, labels, _ = data[name]
             row[f"{name}_loss"], row[f"{name}_accuracy"], _ = evaluate(classifier, ids, labels,
                                                                        max(config.batch_size, 32), pad_id)
-        row.update(lr=lr_of(step), train_time_s=train_time, elapsed_s=time.perf_counter() - t_start)
+        row.update(lr=schedule.lr(progress.step), train_time_s=progress.train_time_s,
+                   elapsed_s=time.perf_counter() - t_start)
         metrics.append(row)
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
@@ -235,48 +224,31 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
             on_epoch(row)
         return row
 
-    def save():
+    def train_step(rows):
+        classifier.train()
+        idx, lengths = pad_batch([train_ids[i] for i in rows], pad_id)  # (B, T_max), (B,)
+        classifier.zero_grad()
+        _, loss = classifier.forward(idx, lengths, train_labels[rows])
+        classifier.backward()
+        clip_grad_norm(groups_grads, config.grad_clip)
+        optimizer.step(schedule.lr(progress.step))
+        return loss
+
+    def after_epoch(epoch, say):
+        row = record(epoch)
+        say(f"epoch {row['epoch']}: loss train {row['train_loss']:.4f} val {row['val_loss']:.4f}; "
+            f"accuracy train {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%} "
+            f"test {row['test_accuracy']:.2%}")
         save_classifier(out_dir, classifier, tokenizer, config.labels, base=description, base_spec=config.base,
-                        init=config.init, step=step)
+                        init=config.init, step=progress.step)
         if classifier.train_choice == "lora":
             lora_module.save_adapters(classifier.body, out_dir)  # the adapters alone, small
+        plots.plot_classification(metrics, out_dir / PLOT_FILE)
 
     first = record(0)
     log(f"before fine-tuning: accuracy train {first['train_accuracy']:.2%}, val {first['val_accuracy']:.2%}")
-    bar = tqdm(total=total_steps, disable=not config.progress, unit="step", dynamic_ncols=True)
-    say = bar.write if config.progress else log
-    interrupted = False
-    try:
-        with stop_at_iteration_end() as stop:
-            for epoch in range(1, config.epochs + 1):
-                classifier.train()
-                for rows in batch_indices(len(train_ids), config.batch_size, rng):
-                    t0 = time.perf_counter()
-                    idx, lengths = pad_batch([train_ids[i] for i in rows], pad_id)  # (B, T_max), (B,)
-                    classifier.zero_grad()
-                    _, loss = classifier.forward(idx, lengths, train_labels[rows])
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"the training loss became {loss} at step {step}; try a lower --lr")
-                    classifier.backward()
-                    clip_grad_norm(groups_grads, config.grad_clip)
-                    optimizer.step(lr_of(step))
-                    step += 1
-                    train_time += time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch, refresh=False)
-                    bar.update(1)
-                    if stop["stop"]:
-                        interrupted = True
-                        break
-                row = record(epoch if not interrupted else round(step / steps_per_epoch, 3))
-                say(f"epoch {row['epoch']}: loss train {row['train_loss']:.4f} val {row['val_loss']:.4f}; "
-                    f"accuracy train {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%} "
-                    f"test {row['test_accuracy']:.2%}")
-                save()
-                plots.plot_classification(metrics, out_dir / PLOT_FILE)
-                if interrupted:
-                    break
-    finally:
-        bar.close()
+    run_epochs(config, len(train_ids), schedule, progress, train_step, after_epoch, log)
+    step, interrupted, train_time = progress.step, progress.interrupted, progress.train_time_s
 
     last = metrics[-1]
     _, _, predictions = evaluate(classifier, *data["test"][:2], max(config.batch_size, 32), pad_id)
