@@ -6,7 +6,7 @@ roofline (memory bandwidth, BLAS sgemm and four kernels of a shakespeare-char st
 matmul ladder at 512^3 (minigpt.bench.kernels.matmul_ladder, 5 rounds; its parallel rungs
 on every core too when the load average is below the core count), and the time of a
 training step against the batch size (interleaved rounds). The fourth, the traffic of an
-all-reduce, is arithmetic. About half a minute on an idle 2-core machine; on a busy one the
+all-reduce, is arithmetic. About 10 seconds on an idle 2-core machine; on a busy one the
 measured figures show the load (their titles give the load average)."""
 
 import os
