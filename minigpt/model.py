@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigpt import layers
+from minigpt.params import FlatParams
 
 
 @dataclass
@@ -108,17 +109,10 @@ class GPT:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
 
-        shapes = parameter_shapes(config)
-        self.param_slices: dict[str, slice] = {}
-        offset = 0
-        for name, shape in shapes.items():
-            size = math.prod(shape)
-            self.param_slices[name] = slice(offset, offset + size)
-            offset += size
-        self.flat_params = np.zeros(offset, dtype=self.dtype)
-        self.flat_grads = np.zeros(offset, dtype=self.dtype)
-        self.params = self._views(self.flat_params, shapes)
-        self.grads = self._views(self.flat_grads, shapes)
+        self._buffer = FlatParams(parameter_shapes(config), self.dtype)
+        # named views into one flat buffer of weights and one of gradients (minigpt.params)
+        self.param_slices, self.params, self.grads = self._buffer.param_slices, self._buffer.params, self._buffer.grads
+        self.flat_params, self.flat_grads = self._buffer.flat_params, self._buffer.flat_grads
 
         self._init_weights(np.random.default_rng(seed))
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; its own stream
@@ -127,9 +121,6 @@ class GPT:
         self._body_cache = None  # what backward_hidden() needs from the last body forward
         self._head_cache = None  # what backward() needs from the last forward(): head and loss
         self._lora_caches = {}  # during backward_hidden: the adapted weights' lora caches
-
-    def _views(self, flat, shapes):
-        return {name: flat[self.param_slices[name]].reshape(shape) for name, shape in shapes.items()}
 
     def _init_weights(self, rng):
         """Weights ~ normal(0, std), biases 0, layernorms (1, 0); the two projections that
@@ -209,17 +200,9 @@ class GPT:
         pretrained.save_pretrained(self, folder, tokenizer)
 
     def load_params(self, named_arrays) -> None:
-        """Copy arrays into the parameter buffer, checking that names and shapes match."""
-        missing = set(self.params) - set(named_arrays)
-        unexpected = set(named_arrays) - set(self.params)
-        if missing or unexpected:
-            raise ValueError(
-                f"parameter names do not match: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
-            )
-        for name, array in named_arrays.items():
-            if tuple(array.shape) != self.params[name].shape:
-                raise ValueError(f"{name}: shape {tuple(array.shape)}, expected {self.params[name].shape}")
-            self.params[name][...] = array
+        """Copy arrays into the parameter buffer, after checking that names and shapes match
+        (nothing is changed if they do not)."""
+        self._buffer.load(named_arrays, where="the model's parameters")
 
     # --- forward and backward: the language model --------------------------------------
 

@@ -1,7 +1,6 @@
 """Fine-tuning a pretrained GPT: a classifier on its last token, instruction tuning, LoRA
 adapters, and the command `python -m minigpt finetune`.
 
-    params.py            FlatParams: named views into one flat buffer (heads, adapters)
     lora.py              LoRA adapters: targets by name, merge, save/load on their own
     store.py             atomic saving of tensors + readable JSON
     options.py           the commands' shared training flags, their checks, bad input as one line

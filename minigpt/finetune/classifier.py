@@ -31,7 +31,7 @@ import numpy as np
 from minigpt import layers
 from minigpt.finetune import lora as lora_module
 from minigpt.finetune import store
-from minigpt.finetune.params import FlatParams
+from minigpt.params import FlatParams
 from minigpt.optim import ParamGroup, param_group
 
 TRAIN_CHOICES = ("head", "last-k", "all", "lora")

@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from minigpt.finetune import store
-from minigpt.finetune.params import FlatParams
+from minigpt.params import FlatParams
 
 LINEAR_LAYERS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # in each block h.N
 DEFAULT_TARGETS = ("c_attn", "attn.c_proj", "c_fc", "mlp.c_proj")  # every linear layer of the blocks

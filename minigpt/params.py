@@ -1,11 +1,11 @@
-"""A flat parameter buffer with named views: what GPT does for its weights, for the small
-sets of parameters fine-tuning adds (a classifier head, LoRA adapters).
+"""A flat parameter buffer with named views: GPT's weights, and the small sets of
+parameters fine-tuning adds (a classifier head, LoRA adapters).
 
     head = FlatParams({"score.weight": (C, K), "score.bias": (K,)}, np.float32)
     head.params["score.weight"]   # a (C, K) view into head.flat_params
     head.grads["score.weight"]    # its gradient, a view into head.flat_grads
 
-One buffer per set means one AdamW group (optim.ParamGroup.of(head)), one fill(0) to
+One buffer per set means one optimizer pass (optim.AdamW; a group per set), (optim.ParamGroup.of(head)), one fill(0) to
 zero the gradients, and one safetensors entry per name to save it.
 """
 
