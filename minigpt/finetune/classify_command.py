@@ -12,7 +12,8 @@ adapters.json + its (small) weights. See minigpt/finetune/train_classifier.py.
 from __future__ import annotations
 
 from minigpt.finetune.classifier import TRAIN_CHOICES
-from minigpt.finetune.options import add_training_arguments, names, run_reporting_user_errors, training_fields
+from minigpt.finetune.options import (add_base_arguments, add_training_arguments, names,
+                                      run_reporting_user_errors, training_fields)
 from minigpt.finetune.train_classifier import ClassifyConfig, finetune_classifier
 
 DEFAULTS = ClassifyConfig(base="")
@@ -20,10 +21,7 @@ DEFAULTS = ClassifyConfig(base="")
 
 def add_arguments(parser) -> None:
     d = DEFAULTS
-    parser.add_argument("--base", required=True,
-                        help="the pretrained model: a minigpt run folder (python -m minigpt train --preset "
-                             "base-bpe), a Hugging Face GPT-2 folder, or a hub name such as gpt2")
-    parser.add_argument("--out-dir", default=d.out_dir, help=f"where everything is written ({d.out_dir})")
+    add_base_arguments(parser, d)
     parser.add_argument("--data", default=None,
                         help="a UTF-8 file of label<TAB>text lines (default: the SMS Spam Collection)")
     parser.add_argument("--labels", type=names, default=d.labels,

@@ -14,17 +14,15 @@ minigpt/finetune/instruct_train.py.
 from __future__ import annotations
 
 from minigpt.finetune.instruct_train import TRAIN_CHOICES, InstructConfig, finetune_instruct
-from minigpt.finetune.options import add_training_arguments, run_reporting_user_errors, training_fields
+from minigpt.finetune.options import (add_base_arguments, add_training_arguments, run_reporting_user_errors,
+                                      training_fields)
 
 DEFAULTS = InstructConfig(base="")
 
 
 def add_arguments(parser) -> None:
     d = DEFAULTS
-    parser.add_argument("--base", required=True,
-                        help="the pretrained model: a minigpt run folder (python -m minigpt train --preset "
-                             "base-bpe), a Hugging Face GPT-2 folder, or a hub name such as gpt2")
-    parser.add_argument("--out-dir", default=d.out_dir, help=f"where everything is written ({d.out_dir})")
+    add_base_arguments(parser, d)
     parser.add_argument("--data", default=None,
                         help="a JSON array of {instruction, input, output} objects (default: instruction-data.json)")
     parser.add_argument("--mask-prompt", action="store_true",

@@ -51,7 +51,7 @@ from minigpt.finetune import lora as lora_module
 from minigpt.finetune.instruct_data import (SPLIT_SEED, collate, encode_examples, read_instructions,
                                             split_instructions)
 from minigpt.finetune.instruct_generate import END_OF_TEXT, LENGTH_LIMIT, answer_examples
-from minigpt.finetune.loop import Progress, Schedule, run_epochs
+from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
 from minigpt.finetune.options import check_training_settings
 from minigpt.finetune.rouge import rouge_l
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer
@@ -253,9 +253,8 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
         f"{config.epochs} epochs into {out_dir}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / METRICS_FILE
-    metrics_path.write_text("", encoding="utf-8")
-    metrics: list[dict] = []
+    metrics_log = MetricsLog(out_dir / METRICS_FILE, on_epoch)
+    metrics = metrics_log.rows
     eval_batch = config.batch_size  # logits are (B, T, V): with GPT-2 (V = 50,257) a big batch is gigabytes
 
     def record(epoch):
@@ -268,12 +267,7 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
                                      evaluate_loss(model, data["test"], eval_batch, pad_id, mask_prompt=True))
         row.update(lr=schedule.lr(progress.step), train_time_s=progress.train_time_s,
                    elapsed_s=time.perf_counter() - t_start)
-        metrics.append(row)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        if on_epoch is not None:
-            on_epoch(row)
-        return row
+        return metrics_log.add(row)
 
     def train_step(rows):
         model.train()

@@ -13,9 +13,11 @@ stops at once).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -83,3 +85,20 @@ def run_epochs(config, n_train: int, schedule: Schedule, progress: Progress, tra
                     break
     finally:
         bar.close()
+
+
+class MetricsLog:
+    """metrics.jsonl, one row per evaluation, started empty; the rows are kept in `rows`
+    too (for results.json and the plots), and on_row(row) is told of each."""
+
+    def __init__(self, path, on_row=None):
+        self.path, self.on_row, self.rows = Path(path), on_row, []
+        self.path.write_text("", encoding="utf-8")
+
+    def add(self, row: dict) -> dict:
+        self.rows.append(row)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.on_row is not None:
+            self.on_row(row)
+        return row

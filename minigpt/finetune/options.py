@@ -18,6 +18,14 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def add_base_arguments(parser, defaults) -> None:
+    """--base (the pretrained model) and --out-dir, first in both commands' help."""
+    parser.add_argument("--base", required=True,
+                        help="the pretrained model: a minigpt run folder (python -m minigpt train --preset "
+                             "base-bpe), a Hugging Face GPT-2 folder, or a hub name such as gpt2")
+    parser.add_argument("--out-dir", default=defaults.out_dir, help=f"where everything is written ({defaults.out_dir})")
+
+
 def add_training_arguments(parser, defaults, train_choices, train_help: str, seed_help: str,
                            split_help: str, item: str) -> None:
     """The flags both commands take; `defaults` is the command's config with its defaults,

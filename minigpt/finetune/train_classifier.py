@@ -33,7 +33,7 @@ import numpy as np
 
 from minigpt.finetune import lora as lora_module
 from minigpt.finetune.classifier import TRAIN_CHOICES, GPTClassifier, save_classifier
-from minigpt.finetune.loop import Progress, Schedule, run_epochs
+from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
 from minigpt.finetune.options import check_training_settings
 from minigpt.finetune.sms_spam import LABELS, SPLIT_SEED, load_splits
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer, encode_texts, pad_batch, pad_id_of
@@ -205,9 +205,8 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
         f"{', '.join(f'{n} {len(data[n][0])}' for n in SPLITS)} examples; {config.epochs} epochs into {out_dir}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / METRICS_FILE
-    metrics_path.write_text("", encoding="utf-8")
-    metrics: list[dict] = []
+    metrics_log = MetricsLog(out_dir / METRICS_FILE, on_epoch)
+    metrics = metrics_log.rows
 
     def record(epoch):
         row = {"epoch": epoch, "step": progress.step}
@@ -217,12 +216,7 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
                                                                        max(config.batch_size, 32), pad_id)
         row.update(lr=schedule.lr(progress.step), train_time_s=progress.train_time_s,
                    elapsed_s=time.perf_counter() - t_start)
-        metrics.append(row)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        if on_epoch is not None:
-            on_epoch(row)
-        return row
+        return metrics_log.add(row)
 
     def train_step(rows):
         classifier.train()
