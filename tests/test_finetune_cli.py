@@ -222,3 +222,26 @@ def test_the_readme_quotes_the_committed_comparison_and_states_the_bar_as_measur
     best = max(row["test_accuracy"] for row in rows)
     met = "is met" if best >= 0.96 else "is not met"
     assert f"test accuracy ≥ 96%, {met}" in section and f"{best:.2%}" in section
+
+
+def test_every_step_takes_the_learning_rate_of_its_schedule(base, small_data, tmp_path, monkeypatch):
+    """Linear warm-up, then cosine down to lr / 10 at the last step: the rate each AdamW step
+    is given, not just the one metrics.jsonl reports (finetune/loop.py, shared with instruct)."""
+    from minigpt import optim
+
+    given = []
+    real_step = optim.AdamW.step
+
+    def recording_step(self, lr=None):
+        given.append(lr)
+        return real_step(self, lr)
+
+    monkeypatch.setattr(optim.AdamW, "step", recording_step)
+    config = ClassifyConfig(base=str(base), data=str(small_data), out_dir=str(tmp_path / "s"), epochs=3,
+                            batch_size=4, lr=1e-3, warmup_steps=2, progress=False)
+    finetune_classifier(config, log=lambda *a: None)
+    steps = 3 * 6  # 21 training texts in batches of 4
+    assert len(given) == steps
+    expected = [optim.lr_at(s, 2, steps, 1e-3, 1e-4) for s in range(steps)]
+    np.testing.assert_allclose(given, expected, rtol=1e-12)
+    assert given[0] < given[1] < given[2] and given[-1] < 2e-4

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numba
 import pytest
+from conftest import require
 
 from minigpt import runtime
 
-threadpoolctl = pytest.importorskip("threadpoolctl")  # in requirements.txt: always there in CI
+threadpoolctl = require("threadpoolctl")  # in requirements.txt: CI fails rather than skips without it
 
 
 def blas_threads() -> list[int]:
