@@ -52,7 +52,7 @@ from minigpt.finetune.instruct_data import (SPLIT_SEED, collate, encode_examples
                                             split_instructions)
 from minigpt.finetune.instruct_generate import END_OF_TEXT, LENGTH_LIMIT, answer_examples
 from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
-from minigpt.finetune.options import check_training_settings
+from minigpt.finetune.options import FinetuneSettings, check_training_settings
 from minigpt.finetune.rouge import rouge_l
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer
 from minigpt.optim import AdamW, ParamGroup, clip_grad_norm, param_group
@@ -67,34 +67,20 @@ TASK = "instruct"  # state.json's "finetune" entry: marks the folder as this com
 
 
 @dataclass
-class InstructConfig:
-    """Everything that defines an instruction-tuning run."""
+class InstructConfig(FinetuneSettings):
+    """Everything that defines an instruction-tuning run (the shared settings are
+    FinetuneSettings'; these are instruction tuning's, and its defaults)."""
 
-    base: str  # a minigpt run folder, a Hugging Face GPT-2 folder, or a hub name (gpt2)
     out_dir: str = "out/instruct"
     data: str | None = None  # a JSON file like instruction-data.json; None: that file
     train: str = "all"  # all | last-k | lora
-    last_k: int = 1
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = lora_module.DEFAULT_TARGETS
-    epochs: int = 2
-    batch_size: int = 8
-    lr: float = 5e-4  # for a small minigpt base; GPT-2 124M fine-tunes with less ("LLMs from scratch": 5e-5)
-    min_lr: float | None = None  # None: lr / 10
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    dropout: float | None = None  # None: the base's
-    max_length: int | None = None  # None: the base's context (block_size)
-    truncate: bool = True  # False: an example longer than max_length is an error
+    # lr 5e-4 (the shared default) suits a small minigpt base; GPT-2 124M fine-tunes with
+    # less ("LLMs from scratch": 5e-5)
+    split_seed: int = SPLIT_SEED
     mask_prompt: bool = False  # True: the loss counts only the response (and its end-of-text)
     max_new_tokens: int = 128  # longest response generated for a test instruction
     temperature: float = 0.0  # 0: greedy
     top_k: int | None = None
-    seed: int = 1337  # batch order, dropout, LoRA init, sampling
-    split_seed: int = SPLIT_SEED
-    progress: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (before anything is loaded)."""

@@ -11,6 +11,37 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
+
+from minigpt.finetune.lora import DEFAULT_TARGETS
+
+
+@dataclass
+class FinetuneSettings:
+    """The settings both fine-tuning commands share (ClassifyConfig and InstructConfig add
+    theirs and their own defaults); add_training_arguments gives each a flag."""
+
+    base: str  # a minigpt run folder, a Hugging Face GPT-2 folder, or a hub name (gpt2)
+    out_dir: str = "out/finetune"
+    data: str | None = None  # None: the command's data set
+    train: str = "all"  # what trains: the command's TRAIN_CHOICES
+    last_k: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = DEFAULT_TARGETS
+    epochs: int = 2
+    batch_size: int = 8
+    lr: float = 5e-4
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float | None = None  # None: the base's
+    max_length: int | None = None  # None: the base's context (block_size)
+    truncate: bool = True  # False: an example longer than max_length is an error
+    seed: int = 1337  # batch order, dropout, new weights' init
+    split_seed: int = 123  # the train/val/test split
+    progress: bool = True
 
 
 def names(text: str) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ import numpy as np
 from minigpt.finetune import lora as lora_module
 from minigpt.finetune.classifier import TRAIN_CHOICES, GPTClassifier, save_classifier
 from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
-from minigpt.finetune.options import check_training_settings
+from minigpt.finetune.options import FinetuneSettings, check_training_settings
 from minigpt.finetune.sms_spam import LABELS, SPLIT_SEED, load_splits
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer, encode_texts, pad_batch, pad_id_of
 from minigpt.optim import AdamW, clip_grad_norm
@@ -46,32 +46,17 @@ PLOT_FILE = "accuracy.png"
 
 
 @dataclass
-class ClassifyConfig:
-    """Everything that defines a classification fine-tuning run."""
+class ClassifyConfig(FinetuneSettings):
+    """Everything that defines a classification fine-tuning run (the shared settings are
+    FinetuneSettings'; these are a classifier's, and its defaults)."""
 
-    base: str  # a minigpt run folder, a Hugging Face GPT-2 folder, or a hub name (gpt2)
     out_dir: str = "out/classify"
     data: str | None = None  # a label<TAB>text file; None: the SMS Spam Collection
+    train: str = "last-k"  # head | last-k | all | lora
+    epochs: int = 5
+    split_seed: int = SPLIT_SEED
     labels: tuple[str, ...] = LABELS
     init: str = "pretrained"  # or "random": the base's shape and tokenizer, fresh weights (a control)
-    train: str = "last-k"  # head | last-k | all | lora
-    last_k: int = 1
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = lora_module.DEFAULT_TARGETS
-    epochs: int = 5
-    batch_size: int = 8
-    lr: float = 5e-4
-    min_lr: float | None = None  # None: lr / 10
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    dropout: float | None = None  # None: the base's
-    max_length: int | None = None  # None: the base's context (block_size)
-    truncate: bool = True  # False: a text longer than max_length is an error
-    seed: int = 1337  # head initialisation, batch order, dropout
-    split_seed: int = SPLIT_SEED
-    progress: bool = True
     extra: dict = field(default_factory=dict)  # more facts for results.json (e.g. a label for a table)
 
     def validate(self) -> None:
