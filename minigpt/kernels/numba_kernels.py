@@ -10,11 +10,12 @@ and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
 - **Rows in parallel.** Row-wise kernels (softmax, layernorm, cross-entropy) treat every
   row independently, so `prange` hands rows to the CPU cores. Leading dimensions are
   flattened first by a thin Python wrapper: (B, T, C) becomes (B*T, C) and back.
-- **Let NumPy do the exps.** NumPy's `np.exp` runs many lanes at once (SIMD); inside a
-  Numba loop `math.exp` is a scalar library call, three to six times slower per element.
-  So exp-heavy kernels (softmax, cross-entropy, GELU) are a Numba pass that prepares the
-  exponents, one in-place `np.exp`, and a Numba pass that finishes: still far fewer passes
-  over memory than the reference's chain of whole-array operations.
+- **Exps in SIMD.** Inside a Numba loop `math.exp` is a scalar library call, three to
+  six times slower per element than NumPy's SIMD `np.exp`. GELU, the largest exp-heavy
+  kernel, calls `vector_exp` (numba_exp.py), an exp LLVM vectorises with the loop around
+  it, so each direction is one pass over memory. Softmax and cross-entropy (rows of 65
+  logits) are a Numba pass that prepares the exponents, one in-place `np.exp`, and a Numba
+  pass that finishes: still far fewer passes than the reference's chain of operations.
 - **Sums in float64, everything else in the data's dtype.** Row sums (softmax normaliser,
   layernorm mean and variance) come from `numba_reductions.py`: float64, four running sums
   at a time. Element-wise work stays in the input dtype: kernels receive their constants
@@ -37,6 +38,7 @@ from minigpt.kernels.jit import parallel_jit, serial_jit
 from minigpt.kernels.numba_adamw import adamw_update
 from minigpt.kernels.numba_attention import (attention_backward, attention_forward, qkv_attention_backward,
                                              qkv_attention_forward)
+from minigpt.kernels.numba_exp import vector_exp
 from minigpt.kernels.numba_reductions import row_dot, row_sum, row_sum_of_squares
 from minigpt.kernels.reference import GELU_COEFF, GELU_CUBIC, LAYERNORM_EPS
 
@@ -244,79 +246,82 @@ def residual_layernorm_backward(dout, ds, s, weight, mean, rstd):
 # --- GELU, tanh approximation ------------------------------------------------------------
 # 0.5 (1 + tanh(u)) equals sigmoid(2u) = 1 / (1 + exp(-2u)), so gelu(x) = x * s with
 # s = sigmoid(2u): one exp instead of one tanh. The tanh derivative 1 - tanh(u)^2 becomes
-# 4 s (1 - s). Each kernel is: Numba writes the exponents -2u, NumPy exps them in place,
-# Numba finishes. Exponents are capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits
-# float32); where the cap bites, s < 1e-34 and the result is 0 to working precision.
-# The bias of the layer before GELU is added in the first pass (bias_gelu_*), and its
-# gradient, a sum over rows, is taken in the last pass of the backward.
+# 4 s (1 - s). Each kernel is one pass over the data, its exp taken by vector_exp inside the
+# loop (numba_exp.py): the (B*T, 4C) activations are larger than the L2 cache, so every
+# extra trip over them costs. (Before vector_exp, each direction was a Numba pass writing
+# the exponents, np.exp and a finishing pass: 7 trips over the array instead of 3, and
+# 1.96 + 2.34 ms of a 60 ms shakespeare-char step instead of 0.7 + 0.9.) Exponents are
+# capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits float32); where the cap bites,
+# s < 1e-34 and the result is 0 to working precision. The bias of the layer before GELU is
+# added in the same pass (bias_gelu_*), and its gradient, a sum over rows, is taken in the
+# backward's pass.
 
 
 @parallel_jit
-def _gelu_exponents(x, out, coeff, cubic, minus_two, cap):
-    for i in prange(x.size):  # element-wise: split the flat array across cores
-        xi = x[i]
-        out[i] = min(minus_two * coeff * (xi + cubic * xi * xi * xi), cap)  # -2u
-
-
-@parallel_jit
-def _bias_gelu_exponents(h, bias, u, out, coeff, cubic, minus_two, cap):
-    for n in prange(h.shape[0]):  # rows: the bias is added to each
+def _gelu_rows(h, bias, add_bias, u, out, coeff, cubic, minus_two, one, cap):
+    """out = gelu(x) per element, x = h, or with add_bias, x = u = h + bias (written to u,
+    the pre-activation the backward pass needs)."""
+    for n in prange(h.shape[0]):  # rows are independent: one core per chunk of rows
         for c in range(h.shape[1]):
-            x = h[n, c] + bias[c]
-            u[n, c] = x  # the pre-activation, kept for the backward pass
-            out[n, c] = min(minus_two * coeff * (x + cubic * x * x * x), cap)  # -2u
+            x = h[n, c] + bias[c] if add_bias else h[n, c]
+            if add_bias:
+                u[n, c] = x
+            e = vector_exp(min(minus_two * coeff * (x + cubic * x * x * x), cap))  # exp(-2u)
+            out[n, c] = x / (one + e)  # x * sigmoid(2u)
 
 
 @parallel_jit
-def _gelu_finish(x, exp_minus_2u, one):
-    for i in prange(x.size):
-        exp_minus_2u[i] = x[i] / (one + exp_minus_2u[i])  # x * sigmoid(2u), written in place
-
-
-@parallel_jit
-def _gelu_backward_rows(dy, x, exp_minus_2u, coeff, three_cubic, one, two, dbias_parts, sum_rows):
-    """In place of exp(-2u): dx = dy * gelu'(x). With sum_rows, also each chunk of rows'
-    sum of dx in dbias_parts (float64), as in _layernorm_backward_rows."""
+def _gelu_backward_rows(dy, x, coeff, cubic, three_cubic, minus_two, one, two, cap, dx, dbias_parts, sum_rows):
+    """dx = dy * gelu'(x). With sum_rows, also each chunk of rows' sum of dx in dbias_parts
+    (float64), as in _layernorm_backward_rows."""
     N, F = x.shape
     n_chunks = dbias_parts.shape[0]
     for chunk in prange(n_chunks):
         for n in range(chunk * N // n_chunks, (chunk + 1) * N // n_chunks):
             for c in range(F):
                 xi = x[n, c]
-                s = one / (one + exp_minus_2u[n, c])  # = 0.5 (1 + tanh u)
+                e = vector_exp(min(minus_two * coeff * (xi + cubic * xi * xi * xi), cap))  # exp(-2u)
+                s = one / (one + e)  # = 0.5 (1 + tanh u)
                 du_dx = coeff * (one + three_cubic * xi * xi)
                 # 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, with 1 - tanh^2 u = 4 s (1 - s)
-                g = dy[n, c] * (s + two * xi * s * (one - s) * du_dx)
-                exp_minus_2u[n, c] = g  # dx, in place
-                if sum_rows:
-                    dbias_parts[chunk, c] += g
+                dx[n, c] = dy[n, c] * (s + two * xi * s * (one - s) * du_dx)
+            if sum_rows:  # a loop of its own (the row is still in cache): in the loop
+                for c in range(F):  # above, the float64 sums stopped it being vectorised
+                    dbias_parts[chunk, c] += dx[n, c]
 
 
-def _gelu_exponents_of(flat):
-    """exp(-2u) for every element, computed as described above."""
-    t = flat.dtype.type  # constants in the data's dtype (see the module docstring)
-    e = np.empty_like(flat)
-    _gelu_exponents(flat, e, t(GELU_COEFF), t(GELU_CUBIC), t(-2.0), t(80.0))
-    np.exp(e, out=e)
-    return e
+def _gelu_constants(dtype):
+    """The constants of both GELU kernels, in the data's dtype (see the module docstring):
+    coeff, cubic, 3 cubic, -2, 1, 2, the exponent cap 80."""
+    t = dtype.type
+    return t(GELU_COEFF), t(GELU_CUBIC), t(3 * GELU_CUBIC), t(-2.0), t(1.0), t(2.0), t(80.0)
+
+
+def _gelu(h_rows, bias):
+    """(out, u or None): the forward pass both GELU kernels share (bias None: no add)."""
+    coeff, cubic, _, minus_two, one, _, cap = _gelu_constants(h_rows.dtype)
+    add_bias = bias is not None
+    out = np.empty_like(h_rows)
+    u = np.empty_like(h_rows) if add_bias else out  # (u is not written without a bias)
+    bias = np.ascontiguousarray(bias, dtype=h_rows.dtype) if add_bias else out[0]
+    _gelu_rows(h_rows, bias, add_bias, u, out, coeff, cubic, minus_two, one, cap)
+    return out, (u if add_bias else None)
 
 
 def _gelu_grad(dy_rows, x_rows, sum_rows):
     """(dx rows, dbias or None): the backward pass both GELU kernels share."""
-    t = x_rows.dtype.type
-    dx = _gelu_exponents_of(x_rows.reshape(-1)).reshape(x_rows.shape)
+    coeff, cubic, three_cubic, minus_two, one, two, cap = _gelu_constants(x_rows.dtype)
+    dx = np.empty_like(x_rows)
     n_chunks = max(1, min(x_rows.shape[0], 4 * numba.get_num_threads()))
     dbias_parts = np.zeros((n_chunks, x_rows.shape[1] if sum_rows else 1))
-    _gelu_backward_rows(dy_rows, x_rows, dx, t(GELU_COEFF), t(3 * GELU_CUBIC), t(1.0), t(2.0),
+    _gelu_backward_rows(dy_rows, x_rows, coeff, cubic, three_cubic, minus_two, one, two, cap, dx,
                         dbias_parts, sum_rows)
     return dx, (dbias_parts.sum(axis=0).astype(x_rows.dtype) if sum_rows else None)
 
 
 def gelu_forward(x):
     """GELU (tanh approximation); maths in reference.gelu_forward."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = _gelu_exponents_of(flat)
-    _gelu_finish(flat, out, flat.dtype.type(1.0))
+    out, _ = _gelu(_as_rows(x), None)
     return out.reshape(x.shape)
 
 
@@ -327,21 +332,15 @@ def gelu_backward(dy, x):
 
 
 def bias_gelu_forward(h, bias):
-    """gelu(h + bias), the add fused into the first pass; maths in
+    """gelu(h + bias), the add fused into the same pass; maths in
     reference.bias_gelu_forward. Returns out and u = h + bias."""
-    rows = _as_rows(h)
-    t = rows.dtype.type
-    u, out = np.empty_like(rows), np.empty_like(rows)
-    _bias_gelu_exponents(rows, np.ascontiguousarray(bias, dtype=rows.dtype), u, out, t(GELU_COEFF),
-                         t(GELU_CUBIC), t(-2.0), t(80.0))
-    np.exp(out, out=out)
-    _gelu_finish(u.reshape(-1), out.reshape(-1), t(1.0))
+    out, u = _gelu(_as_rows(h), bias)
     return out.reshape(h.shape), u.reshape(h.shape)
 
 
 def bias_gelu_backward(dout, u):
-    """du = dout * gelu'(u) and dbias = its sum over rows, in one pass after the exp;
-    maths in reference.bias_gelu_backward. Returns du, dbias."""
+    """du = dout * gelu'(u) and dbias = its sum over rows, in one pass; maths in
+    reference.bias_gelu_backward. Returns du, dbias."""
     du, dbias = _gelu_grad(_as_rows(dout.astype(u.dtype, copy=False)), _as_rows(u), sum_rows=True)
     return du.reshape(u.shape), dbias
 
