@@ -112,6 +112,30 @@ def test_compare_runs_every_variant_and_the_bag_of_words_baseline(base, small_da
     assert "| head |" in (tmp_path / "comparison.md").read_text()
 
 
+def test_compare_with_seeds_trains_each_variant_once_per_seed_and_reports_the_spread(base, small_data, tmp_path):
+    variants = {"head": dict(train="head")}
+    rows = compare.compare_training_choices(str(base), tmp_path, variants, {"epochs": 1, "progress": False},
+                                            data=str(small_data), seeds=[5, 6, 7], log=lambda *a: None)
+    head, baseline = rows
+    assert [run["seed"] for run in head["seeds"]] == [5, 6, 7]
+    for run, folder in zip(head["seeds"], [tmp_path, tmp_path / "seed-6", tmp_path / "seed-7"]):
+        saved = json.loads((folder / "1-head" / "results.json").read_text())
+        assert saved["test_accuracy"] == run["test_accuracy"]  # each seed's own run, in its own folder
+        assert saved["settings"]["seed"] == run["seed"]
+    assert head["test_accuracy"] == head["seeds"][0]["test_accuracy"]  # the row's numbers: the first seed's
+    assert head["test_accuracy_mean"] == pytest.approx(np.mean([run["test_accuracy"] for run in head["seeds"]]))
+    table = (tmp_path / "comparison.md").read_text()
+    assert "3 seeds: mean (min–max)" in table and "(no seed to vary)" in table  # the baseline has no seed
+    assert "seeds" not in baseline
+
+
+def test_compare_refuses_repeated_seeds(base, small_data, tmp_path):
+    with pytest.raises(ValueError, match="must differ"):
+        compare.compare_training_choices(str(base), tmp_path, {"head": dict(train="head")}, {"epochs": 1},
+                                         data=str(small_data), seeds=[3, 3], log=lambda *a: None)
+    assert not (tmp_path / "1-head").exists()
+
+
 def bad_label_file(tmp_path, content):
     path = tmp_path / "bad.tsv"
     path.write_text(content, encoding="utf-8")
