@@ -137,6 +137,11 @@ def launched_ranks() -> tuple[int, int, int] | None:
     return None
 
 
+def started_by_launcher() -> bool:
+    """Whether an MPI launcher started this process, as one of several ranks or as its only one."""
+    return any(size_var in os.environ for _, size_var, _ in _LAUNCHER_VARIABLES)
+
+
 def world() -> World:
     """This process's World: MPI's when mpiexec started several ranks, else SINGLE_PROCESS.
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt import checkpoint, data, distributed
+from minigpt import checkpoint, data, distributed, launch
 from minigpt.optim import clip_grad_norm, lr_at
 from minigpt.train_setup import (
     PRESETS,
@@ -395,6 +395,19 @@ def add_arguments(parser) -> None:
                              "--tokenizer bpe:PATH file) changed since the checkpoint was saved")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (e.g. in logs)")
+    launch.add_ranks_argument(parser)
+
+
+def command_line(args) -> list[str]:
+    """The flags that parse back into `args` (add_arguments read backwards): what the
+    command passes on when it starts itself again under mpiexec (minigpt/launch.py)."""
+    flags = ["--preset", args.preset]
+    for name, _, _ in FLAGS:
+        if getattr(args, name) is not None:
+            flags += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    flags += [flag for flag, on in (("--resume", args.resume), ("--allow-data-change", args.allow_data_change),
+                                    ("--no-progress", not args.progress)) if on]
+    return flags + ([] if args.ranks is None else ["--ranks", str(args.ranks)])
 
 
 def run(args) -> int:
@@ -413,6 +426,15 @@ def run(args) -> int:
             return distributed.stop_all_ranks(1)
         for name in saved.keys() - given.keys() - {"out_dir", "resume", "progress", "allow_data_change"}:
             setattr(config, name, saved[name])
+    try:  # one process, or N MPI ranks: this command started again under mpiexec (launch.py)
+        layout = launch.choose_layout(args.ranks, config.batch_size)
+    except launch.LayoutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return distributed.stop_all_ranks(1)
+    if layout is not None:  # (None: mpiexec started this process, as one of the ranks)
+        print(layout.describe())
+        if layout.ranks > 1:
+            return launch.run_under_mpiexec(layout.ranks, command_line(args))
     try:
         result = train(config)
     except (TrainingDiverged, DataUnavailable, checkpoint.CheckpointError, ValueError, FileNotFoundError,

@@ -14,6 +14,12 @@ import pytest
 
 REQUIRE_OPTIONAL = os.environ.get("MINIGPT_REQUIRE_OPTIONAL") == "1"
 
+# The train command's default layout is one MPI rank per core when mpi4py is installed
+# (minigpt/launch.py). The tests that run the command compare results bit for bit or count
+# threads in one process, so they (and every subprocess and notebook kernel they start)
+# get one process; tests/test_launch.py removes this to test the other layouts.
+os.environ["MINIGPT_RANKS"] = "1"
+
 
 def require(module_name: str):
     """Import an optional test dependency, or skip (locally) / fail (in CI)."""
