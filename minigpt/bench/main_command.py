@@ -3,8 +3,9 @@
 Each command runs as a fresh process, timed from its start to its exit (imports, data,
 training, evaluations, checkpoints and the final sample all count, as they do for a user):
 
-    minigpt              python -m minigpt train                       (one process, the README's command)
-    minigpt, MPI         mpiexec -n CORES python -m minigpt train      (when mpi4py and mpiexec exist)
+    minigpt              python -m minigpt train --ranks auto          (the README's command as it runs
+                                                                        by default: MPI ranks when it can)
+    minigpt, 1 process   python -m minigpt train --ranks 1             (one process, the libraries' threads)
     PyTorch              python -m minigpt.bench.torch_loop            (torch's default threads)
     PyTorch, 1 thread    python -m minigpt.bench.torch_loop --threads 1
 
@@ -24,19 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from minigpt.runtime import available_cores
-
 
 def commands(iters: int | None, out_dir: Path) -> dict[str, list[str]]:
     """name -> the command line of each way to run the recipe on this machine."""
     train = [sys.executable, "-m", "minigpt", "train", "--no-progress"]
     torch_loop = [sys.executable, "-m", "minigpt.bench.torch_loop"]
     limit = [] if iters is None else ["--max-iters", str(iters)]
-    runs = {"minigpt": [*train, *limit, "--out-dir", str(out_dir / "minigpt")]}
-    cores = available_cores()
-    if cores > 1 and shutil.which("mpiexec") and _has("mpi4py"):
-        runs[f"minigpt, MPI {cores} ranks"] = ["mpiexec", "-n", str(cores), *train, *limit,
-                                               "--out-dir", str(out_dir / "minigpt-mpi")]
+    # (--ranks auto, not the flag left out: MINIGPT_RANKS, e.g. the tests', must not change the default)
+    runs = {"minigpt": [*train, *limit, "--ranks", "auto", "--out-dir", str(out_dir / "minigpt")],
+            "minigpt, 1 process": [*train, *limit, "--ranks", "1", "--out-dir", str(out_dir / "minigpt-1")]}
     if _has("torch"):
         runs["PyTorch"] = [*torch_loop, *limit, "--out-dir", str(out_dir / "torch")]
         runs["PyTorch, 1 thread"] = [*torch_loop, *limit, "--threads", "1", "--out-dir", str(out_dir / "torch-1")]
@@ -49,15 +46,16 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def wall_time(command: list[str]) -> float:
-    """Seconds from starting the command to its exit; its output is kept only if it fails."""
+def wall_time(command: list[str]) -> tuple[float, str]:
+    """Seconds from starting the command to its exit, and the layout it said it chose ("using
+    2 MPI ranks x 1 thread (...)", or "" from the PyTorch loop); its output is shown only if it fails."""
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, next((line for line in done.stdout.splitlines() if line.startswith("using ")), "")
 
 
 def run(args) -> int:
@@ -69,14 +67,17 @@ def run(args) -> int:
         print(f"the main command's recipe, {args.iters or 'all its'} iterations, start to sample; "
               f"{len(runs)} command(s), {rounds - 1} untimed round(s) first")
         timed: dict[str, float] = {}
+        layouts: dict[str, str] = {}
         for round_ in range(rounds):
             for name, command in runs.items():
                 shutil.rmtree(command[command.index("--out-dir") + 1], ignore_errors=True)
-                timed[name] = wall_time(command)
-                print(f"  {name:24s} {timed[name]:7.1f} s" + ("  (untimed round)" if round_ < rounds - 1 else ""))
+                timed[name], layouts[name] = wall_time(command)
+                print(f"  {name:24s} {timed[name]:7.1f} s" + ("  (untimed round)" if round_ < rounds - 1 else "")
+                      + (f"  {layouts[name]}" if layouts[name] else ""))
     torch_best = min((s for name, s in timed.items() if name.startswith("PyTorch")), default=None)
     for name, s in timed.items():
         ratio = f"  PyTorch's best / this: {torch_best / s:.2f}x" if torch_best and not name.startswith("PyTorch") else ""
         print(f"{name:24s} {s:7.1f} s{ratio}")
-    args.results["main"] = {"iters": args.iters, "seconds": timed, "torch_best_seconds": torch_best}
+    args.results["main"] = {"iters": args.iters, "seconds": timed, "torch_best_seconds": torch_best,
+                            "layouts": {name: line for name, line in layouts.items() if line}}
     return 0
