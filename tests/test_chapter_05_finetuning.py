@@ -282,6 +282,9 @@ def test_the_figures_draw_what_they_claim():
             {"name": "b", "test_accuracy": 0.8, "trainable_params": 20}]
     bars = plots.plot_training_choices(rows).axes[0].patches
     assert [round(bar.get_width(), 6) for bar in bars] == [90.0, 80.0]
+    rows[0]["seeds"] = [{"test_accuracy": 0.9}, {"test_accuracy": 0.86}]  # compare --seeds: one dot per seed
+    dots = plots.plot_training_choices(rows).axes[0].collections[0].get_offsets()
+    assert np.round(np.asarray(dots), 6).tolist() == [[90.0, 1.0], [86.0, 1.0]]  # on row a's bar (the top one)
 
 
 @pytest.mark.slow

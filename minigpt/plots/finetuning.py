@@ -105,17 +105,24 @@ def plot_instruction_targets(targets, prompt_lengths, ignore_index: int = -100, 
 
 def plot_training_choices(rows, out_png=None, title: str | None = None) -> Figure:
     """Test accuracy of each row of a comparison table (minigpt.finetune.compare), as bars
-    labelled with the number of parameters each trained."""
+    labelled with the number of parameters each trained. Rows trained with several seeds
+    (`compare --seeds`) also show each seed's accuracy as a dot: the spread a bar hides."""
     rows = list(rows)
     fig, ax = new_figure(8, 0.9 + 0.5 * len(rows))
     names = [row["name"] for row in rows]
     accuracy = [100 * row["test_accuracy"] for row in rows]
     y = np.arange(len(rows))[::-1]
     ax.barh(y, accuracy, color=["#6baed6" if "trainable_fraction" in row else "#bdbdbd" for row in rows])
+    seeded = [(yi, [100 * run["test_accuracy"] for run in row["seeds"]]) for yi, row in zip(y, rows) if "seeds" in row]
+    if seeded:
+        ax.scatter([acc for _, accs in seeded for acc in accs], [yi for yi, accs in seeded for _ in accs],
+                   color="black", s=12, zorder=3, label=f"each seed ({len(seeded[0][1])} per row)")
+        ax.legend(loc="lower right", fontsize=8)
     for yi, acc, row in zip(y, accuracy, rows):
-        ax.text(acc + 0.3, yi, f"{acc:.1f}%  ({row['trainable_params']:,} trained)", va="center", fontsize=8)
+        right = max([acc] + [100 * run["test_accuracy"] for run in row.get("seeds", ())])  # past the dots
+        ax.text(right + 0.3, yi, f"{acc:.1f}%  ({row['trainable_params']:,} trained)", va="center", fontsize=8)
     ax.set_yticks(y, names)
-    low = max(0.0, min(accuracy) - 10)
+    low = max(0.0, min(accuracy + [acc for _, accs in seeded for acc in accs]) - 10)
     ax.set_xlim(low, 100 + (100 - low) * 0.6)  # room on the right for the labels
     ax.set_xticks([tick for tick in ax.get_xticks() if low <= tick <= 100])  # no accuracy above 100%
     ax.set_xlabel("test accuracy (%)")
