@@ -3,9 +3,11 @@
 Every kernel is compiled with `cache=True` (the machine code is saved next to the kernel's
 source file, so later runs skip compilation) and `fastmath=False` (no reordering of float
 operations, so results match the reference closely and NaNs/infs behave as in NumPy).
-(One exception, with its reason: the two sums of the matmul ladder's top rungs in
-matmul_like_blas.py may be reassociated.) `parallel_jit` also lets `prange` loops split
-their iterations across the CPU cores.
+Two exceptions, each with its reason where it is used: the two sums of the matmul
+ladder's top rungs in matmul_like_blas.py may be reassociated, and so may the float64 row
+sums of numba_reductions.py (`reduction_jit`: the `reassoc` flag alone, so that LLVM can
+add 8 lanes at once; their accuracy is tested against math.fsum). `parallel_jit` also lets
+`prange` loops split their iterations across the CPU cores.
 
 Both use `error_model="numpy"`: a float division by zero gives inf or nan, as in NumPy
 (and so as in the reference kernels), instead of Python's ZeroDivisionError. Python's rule
@@ -20,3 +22,4 @@ import numba
 
 serial_jit = numba.njit(cache=True, fastmath=False, error_model="numpy")
 parallel_jit = numba.njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
+reduction_jit = numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")  # numba_reductions only

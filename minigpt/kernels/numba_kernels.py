@@ -17,8 +17,7 @@ and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
   logits) are a Numba pass that prepares the exponents, one in-place `np.exp`, and a Numba
   pass that finishes: still far fewer passes than the reference's chain of operations.
 - **Sums in float64, everything else in the data's dtype.** Row sums (softmax normaliser,
-  layernorm mean and variance) come from `numba_reductions.py`: float64, four running sums
-  at a time. Element-wise work stays in the input dtype: kernels receive their constants
+  layernorm mean and variance) come from `numba_reductions.py`: float64, vectorised. Element-wise work stays in the input dtype: kernels receive their constants
   already converted to it (a bare Python float literal is a float64 in Numba and would
   silently promote every float32 operation to float64, which is half the speed).
 
@@ -39,7 +38,7 @@ from minigpt.kernels.numba_adamw import adamw_update
 from minigpt.kernels.numba_attention import (attention_backward, attention_forward, qkv_attention_backward,
                                              qkv_attention_forward)
 from minigpt.kernels.numba_exp import vector_exp
-from minigpt.kernels.numba_reductions import row_dot, row_sum, row_sum_of_squares
+from minigpt.kernels.numba_reductions import layernorm_grad_sums, row_dot, row_sum, row_sum_of_squares
 from minigpt.kernels.reference import GELU_COEFF, GELU_CUBIC, LAYERNORM_EPS
 
 __all__ = [
@@ -135,33 +134,6 @@ def _layernorm_rows(x, a, add_a, weight, bias, eps, s, out, mean, rstd):
             out[n, c] = (src[n, c] - mu_n) * rstd_n * weight[c] + bias[c]
 
 
-@serial_jit
-def _layernorm_grad_sums(dout, x, weight, n, mu, rstd):
-    """sum_c g and sum_c g * xhat for row n, with g = dout * weight, xhat = (x - mu) rstd:
-    float64, four running sums each (see numba_reductions)."""
-    C = x.shape[1]
-    g0 = g1 = g2 = g3 = 0.0
-    h0 = h1 = h2 = h3 = 0.0
-    c = 0
-    while c + 4 <= C:
-        ga, gb = dout[n, c] * weight[c], dout[n, c + 1] * weight[c + 1]
-        gc, gd = dout[n, c + 2] * weight[c + 2], dout[n, c + 3] * weight[c + 3]
-        g0 += ga
-        g1 += gb
-        g2 += gc
-        g3 += gd
-        h0 += ga * ((x[n, c] - mu) * rstd)
-        h1 += gb * ((x[n, c + 1] - mu) * rstd)
-        h2 += gc * ((x[n, c + 2] - mu) * rstd)
-        h3 += gd * ((x[n, c + 3] - mu) * rstd)
-        c += 4
-    for c in range(c, C):
-        g = dout[n, c] * weight[c]
-        g0 += g
-        h0 += g * ((x[n, c] - mu) * rstd)
-    return (g0 + g1) + (g2 + g3), (h0 + h1) + (h2 + h3)
-
-
 @parallel_jit
 def _layernorm_backward_rows(dout, x, weight, mean, rstd, ds, add_ds, dx, dweight_parts, dbias_parts):
     N, C = x.shape
@@ -171,7 +143,7 @@ def _layernorm_backward_rows(dout, x, weight, mean, rstd, ds, add_ds, dx, dweigh
     for chunk in prange(n_chunks):
         for n in range(chunk * N // n_chunks, (chunk + 1) * N // n_chunks):
             mu, r = mean[n], rstd[n]
-            g_sum, gxhat_sum = _layernorm_grad_sums(dout, x, weight, n, mu, r)
+            g_sum, gxhat_sum = layernorm_grad_sums(dout, x, weight, n, mu, r)
             g_mean = g_sum / C  # mean_C(g), the path through the mean
             gxhat_mean = gxhat_sum / C  # mean_C(g * xhat), the path through rstd
             for c in range(C):  # no sum runs across c here, so this loop is vectorised
