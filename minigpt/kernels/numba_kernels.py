@@ -17,8 +17,9 @@ and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
   logits) are a Numba pass that prepares the exponents, one in-place `np.exp`, and a Numba
   pass that finishes: still far fewer passes than the reference's chain of operations.
 - **Sums in float64, everything else in the data's dtype.** Row sums (softmax normaliser,
-  layernorm mean and variance) come from `numba_reductions.py`: float64, vectorised. Element-wise work stays in the input dtype: kernels receive their constants
-  already converted to it (a bare Python float literal is a float64 in Numba and would
+  layernorm mean and variance) come from `numba_reductions.py`: float64, vectorised.
+  Element-wise work stays in the input dtype: kernels receive their constants already
+  converted to it (a bare Python float literal is a float64 in Numba and would
   silently promote every float32 operation to float64, which is half the speed).
 
 Why every kernel is compiled with `cache=True` and `fastmath=False`: see `jit.py`.
