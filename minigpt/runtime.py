@@ -1,8 +1,8 @@
 """Settings that make minigpt's training step much faster on a small CPU.
 
 Both are process-wide, applied when minigpt.kernels is first imported. Set
-MINIGPT_NO_RUNTIME_TUNING=1 to keep the libraries' defaults (the benchmark does so for the PyTorch process it times, so that PyTorch runs
-as its users run it).
+MINIGPT_NO_RUNTIME_TUNING=1 to keep the libraries' defaults (the benchmark does so for the
+PyTorch process it times, so that PyTorch runs as its users run it).
 """
 
 from __future__ import annotations

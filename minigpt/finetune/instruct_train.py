@@ -55,7 +55,7 @@ from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
 from minigpt.finetune.options import FinetuneSettings, check_training_settings
 from minigpt.finetune.rouge import rouge_l
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer
-from minigpt.optim import AdamW, ParamGroup, clip_grad_norm, param_group
+from minigpt.optim import AdamW, ParamGroup, param_group
 
 TRAIN_CHOICES = ("all", "last-k", "lora")
 SPLITS = ("train", "val", "test")
@@ -226,7 +226,6 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     pad_id = int(tokenizer.eot_token)
     groups, n_blocks = _trainable_groups(model, config)
     optimizer = AdamW(groups=groups, lr=config.lr, weight_decay=config.weight_decay)
-    groups_grads = [g.grads for g in optimizer.groups]
     train_data = data["train"]
     schedule, progress = Schedule.of(config, len(train_data)), Progress()
 
@@ -255,14 +254,10 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
                    elapsed_s=time.perf_counter() - t_start)
         return metrics_log.add(row)
 
-    def train_step(rows):
-        model.train()
+    def loss_and_grads(rows):
         inputs, targets = collate([train_data[i] for i in rows], pad_id, config.mask_prompt)  # (B, T)
-        model.zero_grad()
         loss, cache = lm_loss(model, inputs, targets)
         lm_backward(model, cache, n_blocks)
-        clip_grad_norm(groups_grads, config.grad_clip)
-        optimizer.step(schedule.lr(progress.step))
         return loss
 
     def after_epoch(epoch, say):
@@ -280,7 +275,8 @@ def finetune_instruct(config: InstructConfig, log=print, on_epoch=None) -> Instr
     first = record(0)
     log(f"before tuning: loss train {first['train_loss']:.4f} val {first['val_loss']:.4f} "
         f"test {first['test_loss']:.4f}")
-    run_epochs(config, len(train_data), schedule, progress, train_step, after_epoch, log)
+    run_epochs(config, len(train_data), schedule, progress, model, optimizer, loss_and_grads, after_epoch,
+               log)
     step, interrupted, train_time = progress.step, progress.interrupted, progress.train_time_s
 
     t_answer = time.perf_counter()

@@ -2,13 +2,15 @@
 
     schedule = Schedule.of(config, n_train)     # steps per epoch, warm-up + cosine
     progress = Progress()                        # step, training time, interrupted
-    run_epochs(config, n_train, schedule, progress, train_step, after_epoch, log)
+    run_epochs(config, n_train, schedule, progress, model, optimizer, loss_and_grads, after_epoch, log)
 
-train_step(rows) -> loss runs one batch of training rows (forward, backward, clip, optimizer
-step at schedule.lr(progress.step)); after_epoch(epoch, say) evaluates, logs with say(),
-saves and plots. Ctrl-C finishes the current step, then after_epoch runs once more with the
-fraction of the epoch done as `epoch` (minigpt.train.stop_at_iteration_end; a second Ctrl-C
-stops at once).
+Every step is the same: the model in training mode with its gradients zeroed,
+loss_and_grads(rows) -> loss (the command's forward and backward pass over one batch of
+training rows), then gradient clipping at config.grad_clip and an AdamW step at
+schedule.lr(progress.step). after_epoch(epoch, say) evaluates, logs with say(), saves and
+plots. A loss that is not finite stops the run before the optimizer can step on it. Ctrl-C
+finishes the current step, then after_epoch runs once more with the fraction of the epoch
+done as `epoch` (minigpt.train.stop_at_iteration_end; a second Ctrl-C stops at once).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from minigpt.finetune.text_data import batch_indices
-from minigpt.optim import lr_at
+from minigpt.optim import clip_grad_norm, lr_at
 from minigpt.train import stop_at_iteration_end
 
 
@@ -50,28 +52,34 @@ class Schedule:
 @dataclass
 class Progress:
     step: int = 0  # optimizer steps taken
-    train_time_s: float = 0.0  # inside train_step only (evaluations excluded)
+    train_time_s: float = 0.0  # in the training steps only (evaluations excluded)
     interrupted: bool = False
 
 
-def run_epochs(config, n_train: int, schedule: Schedule, progress: Progress, train_step, after_epoch,
-               log=print) -> None:
+def run_epochs(config, n_train: int, schedule: Schedule, progress: Progress, model, optimizer, loss_and_grads,
+               after_epoch, log=print) -> None:
     """Train config.epochs epochs of shuffled batches (their order from config.seed alone, so
-    a run is repeatable), updating `progress`."""
+    a run is repeatable), updating `progress`. model: what trains (train(), zero_grad());
+    optimizer: the AdamW over its trainable groups."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng([config.seed, 2])  # batch order
+    groups_grads = [group.grads for group in optimizer.groups]
     bar = tqdm(total=schedule.total_steps, disable=not config.progress, unit="step", dynamic_ncols=True)
     say = bar.write if config.progress else log
     try:
         with stop_at_iteration_end() as stop:
             for epoch in range(1, config.epochs + 1):
+                model.train()  # dropout on: setting up hands the model over in evaluation mode
                 for rows in batch_indices(n_train, config.batch_size, rng):
                     t0 = time.perf_counter()
-                    loss = train_step(rows)
+                    model.zero_grad()
+                    loss = loss_and_grads(rows)
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"the training loss became {loss} at step {progress.step}; "
                                                  f"try a lower --lr")
+                    clip_grad_norm(groups_grads, config.grad_clip)
+                    optimizer.step(schedule.lr(progress.step))
                     progress.step += 1
                     progress.train_time_s += time.perf_counter() - t0
                     bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch, refresh=False)

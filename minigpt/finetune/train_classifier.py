@@ -37,7 +37,7 @@ from minigpt.finetune.loop import MetricsLog, Progress, Schedule, run_epochs
 from minigpt.finetune.options import FinetuneSettings, check_training_settings
 from minigpt.finetune.sms_spam import LABELS, SPLIT_SEED, load_splits
 from minigpt.finetune.text_data import batch_indices, check_subword_tokenizer, encode_texts, pad_batch, pad_id_of
-from minigpt.optim import AdamW, clip_grad_norm
+from minigpt.optim import AdamW
 
 SPLITS = ("train", "val", "test")
 RESULTS_FILE = "results.json"
@@ -180,7 +180,6 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
     pad_id = pad_id_of(tokenizer)
     train_ids, train_labels, _ = data["train"]
     optimizer = AdamW(groups=classifier.parameter_groups(), lr=config.lr, weight_decay=config.weight_decay)
-    groups_grads = [g.grads for g in optimizer.groups]
     schedule, progress = Schedule.of(config, len(train_ids)), Progress()
 
     trainable, total = classifier.num_trainable(), classifier.num_params()
@@ -203,14 +202,10 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
                    elapsed_s=time.perf_counter() - t_start)
         return metrics_log.add(row)
 
-    def train_step(rows):
-        classifier.train()
+    def loss_and_grads(rows):
         idx, lengths = pad_batch([train_ids[i] for i in rows], pad_id)  # (B, T_max), (B,)
-        classifier.zero_grad()
         _, loss = classifier.forward(idx, lengths, train_labels[rows])
         classifier.backward()
-        clip_grad_norm(groups_grads, config.grad_clip)
-        optimizer.step(schedule.lr(progress.step))
         return loss
 
     def after_epoch(epoch, say):
@@ -226,7 +221,8 @@ def finetune_classifier(config: ClassifyConfig, log=print, on_epoch=None) -> Cla
 
     first = record(0)
     log(f"before fine-tuning: accuracy train {first['train_accuracy']:.2%}, val {first['val_accuracy']:.2%}")
-    run_epochs(config, len(train_ids), schedule, progress, train_step, after_epoch, log)
+    run_epochs(config, len(train_ids), schedule, progress, classifier, optimizer, loss_and_grads, after_epoch,
+               log)
     step, interrupted, train_time = progress.step, progress.interrupted, progress.train_time_s
 
     last = metrics[-1]

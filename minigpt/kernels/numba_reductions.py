@@ -18,8 +18,8 @@ may reorder its arithmetic). The reason and the cost:
   7.6e-16 against the scalar order), a billion times below float32's rounding, and the
   same run to run on one machine. (The flag also lets LLVM regroup a product of three
   float32 factors feeding a sum, as in layernorm_grad_sums: a float32 ulp on a term that
-  float32 rounding already perturbs by as much.) tests/test_kernels_reductions.py checks every function
-  against math.fsum, the exactly rounded sum.
+  float32 rounding already perturbs by as much.) tests/test_kernels_reductions.py checks
+  every function against math.fsum, the exactly rounded sum.
 """
 
 from __future__ import annotations
