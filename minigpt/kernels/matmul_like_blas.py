@@ -33,7 +33,7 @@ whole k loop when K is only 128 (as in most of a small GPT's matmuls): there thi
 reaches about half of BLAS, at K = 512 about 70%.
 
 Why these kernels are compiled with fastmath={"reassoc", "contract"}, and not with the
-project's fastmath=False (see jit.py): splitting a sum over SIMD lanes adds the same
+project's {"contract"} alone (see jit.py): splitting a sum over SIMD lanes adds the same
 products in a different order, which changes the rounding, so the compiler may do it only
 when told that reassociating additions is allowed ("reassoc"). Without it LLVM keeps one
 running sum per element, one lane wide: measured at 512^3, rung 4 ran 11x slower and
@@ -45,7 +45,7 @@ fused multiply-add instruction: one rounding instead of two, and half the instru
 Neither flag touches NaN or infinity ("nnan", "ninf" stay off), and the results agree
 with BLAS's to float32 rounding: BLAS too sums in an order of its own
 (tests/test_matmul_by_hand.py checks every rung against the rounding-error bound of a dot
-product). Only the two functions whose loops are sums get the flags; the loops around
+product). Only the two functions whose loops are sums get `reassoc`; the loops around
 them are compiled as everywhere else.
 
 Every kernel here takes C-contiguous a (M, K), bt (N, K) and out (M, N) of one dtype and

@@ -24,8 +24,9 @@ from the bits of a float (exponent field n + 127). Measured against float64 exp 
 [-87, 88.7]: at most ~1 ulp (relative error < 1.2e-7, about what np.exp gives), checked in
 tests/test_kernels_exp.py. Edges: results below 2^-125 (x < -86.6, where float32 starts
 losing precision to denormals) are flushed to 0, so exp(-inf) = 0 exactly, which the
-attention kernels rely on; x > ln(FLT_MAX) gives inf; nan gives nan. No fastmath is
-involved: the order of every operation is the one written here.
+attention kernels rely on; x > ln(FLT_MAX) gives inf; nan gives nan. The only fast-math
+flag is jit.py's `contract` (a multiply and the add after it may be one fused
+instruction, rounded once): the order of every operation is the one written here.
 """
 
 from __future__ import annotations

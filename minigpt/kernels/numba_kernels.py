@@ -22,7 +22,8 @@ and AdamW in `numba_adamw.py`; this module re-exports them. Four ideas recur:
   converted to it (a bare Python float literal is a float64 in Numba and would
   silently promote every float32 operation to float64, which is half the speed).
 
-Why every kernel is compiled with `cache=True` and `fastmath=False`: see `jit.py`.
+Why every kernel is compiled with `cache=True` and only the `contract` fast-math flag (fused
+multiply-adds, nothing reordered): see `jit.py`.
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ def residual_layernorm_backward(dout, ds, s, weight, mean, rstd):
 # extra trip over them costs. (Before vector_exp, each direction was a Numba pass writing
 # the exponents, np.exp and a finishing pass: 7 trips over the array instead of 3. In a
 # shakespeare-char step on one thread of a busy machine, forward + backward of the four
-# layers took 2.0-2.4 + 2.5-3.2 ms then, 1.4-1.6 + 2.2-2.5 ms now.) Exponents are
+# layers took 2.0-2.4 + 2.5-3.2 ms then, 1.4-1.6 + 2.2-2.5 ms after, and 0.9 + 1.4 ms on an
+# idle machine once multiply-adds were fused (jit.py).) Exponents are
 # capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits float32); where the cap bites,
 # s < 1e-34 and the result is 0 to working precision. The bias of the layer before GELU is
 # added in the same pass (bias_gelu_*), and its gradient, a sum over rows, is taken in the
