@@ -162,6 +162,33 @@ def test_the_ladder_benchmark_reports_every_rung_against_blas_on_the_same_thread
         assert len([line for line in out.splitlines() if f" {name} " in line]) == len(shapes)
 
 
+def test_the_ladder_times_blas_after_the_rungs_at_each_thread_count(monkeypatch):
+    """OpenBLAS's idle threads spin on their cores for ~0.1 s after a call; a parallel rung
+    timed right after BLAS would share a core with one. So at every thread count, in the
+    warm-up and in every round, no rung may run after BLAS has."""
+    calls = []
+
+    def recorder(name):
+        def fn(a, b):
+            calls.append((name, numba.get_num_threads()))
+            return np.zeros((a.shape[0], b.shape[1]), np.float32)
+        return fn
+
+    monkeypatch.setattr(kernel_bench.np, "matmul", recorder("BLAS"))
+    monkeypatch.setattr(matmul_by_hand, "KERNELS", {name: recorder(name) for name in RUNGS})
+    thread_counts = sorted({1, numba.get_num_threads()})
+    kernel_bench.matmul_ladder({"tiny": (3, 4, 5)}, thread_counts, rounds=2, limit_blas=None, budget=1e-4)
+    runs = []  # the calls grouped into stretches at one thread count
+    for name, threads in calls:
+        if not runs or runs[-1][0] != threads:
+            runs.append((threads, []))
+        runs[-1][1].append(name)
+    assert len(runs) == 3 * len(thread_counts)  # the warm-up, then two rounds
+    for threads, names in runs:
+        first_blas = names.index("BLAS")
+        assert set(names[first_blas:]) == {"BLAS"}, (threads, names)
+        assert set(names[:first_blas]) == {n for n in RUNGS if threads == thread_counts[0] or n in matmul_by_hand.PARALLEL}
+
 def ladder_rows():
     rows = []
     for kernel, threads, gflops, percent in [("naive", 1, 1.0, 1.0), ("register_blocked", 1, 60.0, 60.0),
