@@ -178,16 +178,10 @@ def test_the_ladder_times_blas_after_the_rungs_at_each_thread_count(monkeypatch)
     monkeypatch.setattr(matmul_by_hand, "KERNELS", {name: recorder(name) for name in RUNGS})
     thread_counts = sorted({1, numba.get_num_threads()})
     kernel_bench.matmul_ladder({"tiny": (3, 4, 5)}, thread_counts, rounds=2, limit_blas=None, budget=1e-4)
-    runs = []  # the calls grouped into stretches at one thread count
-    for name, threads in calls:
-        if not runs or runs[-1][0] != threads:
-            runs.append((threads, []))
-        runs[-1][1].append(name)
-    assert len(runs) == 3 * len(thread_counts)  # the warm-up, then two rounds
-    for threads, names in runs:
-        first_blas = names.index("BLAS")
-        assert set(names[first_blas:]) == {"BLAS"}, (threads, names)
-        assert set(names[:first_blas]) == {n for n in RUNGS if threads == thread_counts[0] or n in matmul_by_hand.PARALLEL}
+    in_turn = [call for i, call in enumerate(calls) if i == 0 or call != calls[i - 1]]  # repeats merged
+    one_pass = [(name, t) for t in thread_counts
+                for name in [*(n for n in RUNGS if t == thread_counts[0] or n in matmul_by_hand.PARALLEL), "BLAS"]]
+    assert in_turn == one_pass * 3  # the warm-up, then two rounds: at every thread count, BLAS last
 
 def ladder_rows():
     rows = []

@@ -17,6 +17,11 @@ sums of numba_reductions.py (`reduction_jit`: the `reassoc` flag, so that LLVM c
 lanes at once; their accuracy is tested against math.fsum). `parallel_jit` also lets
 `prange` loops split their iterations across the CPU cores.
 
+Numba's cache is keyed on each kernel's own source file and bytecode, not on the flags
+here: after changing a flag in this file, delete the cached machine code (`find minigpt
+-name '*.nbi' -delete`, and the same in NUMBA_CACHE_DIR if set), or the kernels keep running
+as compiled before.
+
 All use `error_model="numpy"`: a float division by zero gives inf or nan, as in NumPy
 (and so as in the reference kernels), instead of Python's ZeroDivisionError. Python's rule
 costs a test and a branch to raise before every division, and that branch stops LLVM from
