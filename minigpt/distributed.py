@@ -93,10 +93,14 @@ class World:
         self.comm.Bcast(buffer, root=0)
         return bool(buffer[0])
 
-    def broadcast_int(self, value: int, poll_s: float = 0.001) -> int:
+    def broadcast_int(self, value: int, poll_s: float = 0.02) -> int:
         """Rank 0's integer on every rank, the others waiting without spinning (they sleep
         between checks): MPI's blocking calls busy-wait, which would steal the cores of
-        whatever else runs meanwhile (the benchmark times other processes while these wait)."""
+        whatever else runs meanwhile (the benchmark times other processes while these wait).
+        The checks are rare too: each wake-up takes a core for a moment from the layout being
+        timed, and a multi-threaded step waits for its slowest thread; checking every 1 ms
+        made one process on 2 threads measure 44-46 ms a step instead of 35 (PyTorch's
+        52-59 instead of 42)."""
         if self.comm is None:
             return value
         buffer = np.array([value], dtype=np.int64)

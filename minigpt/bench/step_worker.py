@@ -66,7 +66,7 @@ def torch_layout(preset, seed, n_batches):
     def local_step(x, y):
         return step(x[rank * part:(rank + 1) * part], y[rank * part:(rank + 1) * part])
 
-    def next_request(n, poll_s=0.001):
+    def next_request(n, poll_s=0.02):  # rare checks: see distributed.World.broadcast_int
         if size == 1:
             return n
         import torch.distributed as dist

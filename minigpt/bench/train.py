@@ -12,8 +12,10 @@ same data, at batch 8). Each system runs in every layout of the machine's cores:
                                 DistributedDataParallel over gloo
 
 Every layout runs in processes of its own (minigpt/bench/step_worker.py), with its
-thread counts set before the libraries load, all started at once and timed in
-alternating rounds, so that a noisy neighbour slows them all rather than one. The ratios
+thread counts set before the libraries load, all started at once and timed in 12
+alternating rounds, so that a noisy neighbour slows them all rather
+than one; the layouts not being timed sleep, looking for their next request every 20 ms
+(distributed.World.broadcast_int says why so seldom). The ratios
 compare the systems in the same layout, and each system at its best. PyTorch runs with
 its own OpenMP and malloc settings, as its users run it.
 
@@ -66,7 +68,7 @@ PRESETS = {
 }
 PRESET, BATCH_SIZE = PRESETS["shakespeare-char"].config, PRESETS["shakespeare-char"].batch_size  # (other suites)
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0
-ROUNDS = 4
+ROUNDS = 12  # short rounds: a slow spell of the machine (tens of seconds) spreads over every layout
 
 
 def random_batches(config, batch_size, n, rng):
