@@ -99,8 +99,8 @@ class World:
         whatever else runs meanwhile (the benchmark times other processes while these wait).
         The checks are rare too: each wake-up takes a core for a moment from the layout being
         timed, and a multi-threaded step waits for its slowest thread; checking every 1 ms
-        made one process on 2 threads measure 44-46 ms a step instead of 35 (PyTorch's
-        52-59 instead of 42)."""
+        made one process on 2 threads measure 44-46 ms a step instead of 34-37 (PyTorch's
+        53-60 instead of 42-54)."""
         if self.comm is None:
             return value
         buffer = np.array([value], dtype=np.int64)
