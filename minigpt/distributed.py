@@ -40,6 +40,13 @@ class MPIUnavailable(RuntimeError):
     """Started by mpiexec with several ranks, but mpi4py cannot be imported."""
 
 
+# How long a waiting benchmark process sleeps between checks for its next request. Rarely:
+# each wake-up takes a core for a moment from the layout being timed, and a multi-threaded
+# step waits for its slowest thread. Checking every 1 ms made one process on 2 threads
+# measure 44-46 ms a step instead of 34-37 (PyTorch's 53-60 instead of 42-54).
+IDLE_POLL_S = 0.02
+
+
 @dataclass
 class World:
     """The ranks of this run. rank 0 is the root: it alone evaluates, logs and writes files.
@@ -93,14 +100,11 @@ class World:
         self.comm.Bcast(buffer, root=0)
         return bool(buffer[0])
 
-    def broadcast_int(self, value: int, poll_s: float = 0.02) -> int:
+    def broadcast_int(self, value: int, poll_s: float = IDLE_POLL_S) -> int:
         """Rank 0's integer on every rank, the others waiting without spinning (they sleep
         between checks): MPI's blocking calls busy-wait, which would steal the cores of
-        whatever else runs meanwhile (the benchmark times other processes while these wait).
-        The checks are rare too: each wake-up takes a core for a moment from the layout being
-        timed, and a multi-threaded step waits for its slowest thread; checking every 1 ms
-        made one process on 2 threads measure 44-46 ms a step instead of 34-37 (PyTorch's
-        53-60 instead of 42-54)."""
+        whatever else runs meanwhile (the benchmark times other processes while these wait;
+        IDLE_POLL_S says why the checks are rare)."""
         if self.comm is None:
             return value
         buffer = np.array([value], dtype=np.int64)

@@ -221,3 +221,30 @@ def test_dropout_draws_are_rows_of_the_single_process_draw():
         for draw in whole:
             np.testing.assert_array_equal(sliced.random((2, 3, 5), dtype=np.float32), draw[2 * rank:2 * rank + 2])
         assert sliced.bit_generator.state == whole_rng.bit_generator.state
+
+
+def test_a_waiting_rank_sleeps_between_rare_checks(monkeypatch):
+    """broadcast_int, what idle benchmark ranks wait in: MPI's blocking broadcast would
+    busy-wait on a core the timed layout needs, and checks every millisecond slowed the
+    timed two-thread layouts by a quarter. So: a non-blocking broadcast, tested after sleeps
+    of at least 10 ms."""
+    class Request:
+        def __init__(self, buffer):
+            self.buffer, self.tests = buffer, 0
+
+        def Test(self):
+            self.tests += 1
+            if self.tests < 3:
+                return False
+            self.buffer[0] = 42  # rank 0's value has arrived
+            return True
+
+    class Comm:
+        def Ibcast(self, buffer, root):
+            assert root == 0
+            return Request(buffer)
+
+    sleeps = []
+    monkeypatch.setattr(distributed.time, "sleep", sleeps.append)
+    assert distributed.World(rank=1, size=2, comm=Comm()).broadcast_int(0) == 42
+    assert sleeps == [distributed.IDLE_POLL_S] * 2 and distributed.IDLE_POLL_S >= 0.01

@@ -183,6 +183,7 @@ def test_the_ladder_times_blas_after_the_rungs_at_each_thread_count(monkeypatch)
                 for name in [*(n for n in RUNGS if t == thread_counts[0] or n in matmul_by_hand.PARALLEL), "BLAS"]]
     assert in_turn == one_pass * 3  # the warm-up, then two rounds: at every thread count, BLAS last
 
+
 def ladder_rows():
     rows = []
     for kernel, threads, gflops, percent in [("naive", 1, 1.0, 1.0), ("register_blocked", 1, 60.0, 60.0),

@@ -211,7 +211,7 @@ def matmul_ladder(shapes, thread_counts, rounds, limit_blas, budget=0.05, seed=0
         b = rng.standard_normal((K, N)).astype(np.float32)
         # BLAS last at each thread count: its idle threads spin on their cores for ~0.1 s after
         # every call, and a parallel rung started in that time shares a core with one and runs
-        # at half speed (the 2-thread rungs measured 15-46% of BLAS after it, 68-80% before it).
+        # at half speed (the 2-thread parallel register-blocked rung measured 45-74% of BLAS after it, 67-75% before).
         kernels_at = {t: {**{name: fn for name, fn in matmul_by_hand.KERNELS.items()
                              if t == thread_counts[0] or name in matmul_by_hand.PARALLEL}, "BLAS": np.matmul}
                       for t in thread_counts}

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from minigpt.bench.train import GRAD_CLIP, LR, PRESETS, minigpt_trainer, random_batches, time_steps, torch_trainer
+from minigpt.distributed import IDLE_POLL_S
 
 QUIT = -1
 
@@ -66,7 +67,7 @@ def torch_layout(preset, seed, n_batches):
     def local_step(x, y):
         return step(x[rank * part:(rank + 1) * part], y[rank * part:(rank + 1) * part])
 
-    def next_request(n, poll_s=0.02):  # rare checks: see distributed.World.broadcast_int
+    def next_request(n, poll_s=IDLE_POLL_S):  # rare checks: see distributed.IDLE_POLL_S
         if size == 1:
             return n
         import torch.distributed as dist

@@ -13,11 +13,10 @@ same data, at batch 8). Each system runs in every layout of the machine's cores:
 
 Every layout runs in processes of its own (minigpt/bench/step_worker.py), with its
 thread counts set before the libraries load, all started at once and timed in 12
-alternating rounds, so that a noisy neighbour slows them all rather
-than one; the layouts not being timed sleep, looking for their next request every 20 ms
-(distributed.World.broadcast_int says why so seldom). The ratios
-compare the systems in the same layout, and each system at its best. PyTorch runs with
-its own OpenMP and malloc settings, as its users run it.
+alternating rounds, so that a noisy neighbour slows them all rather than one; the layouts
+not being timed sleep, looking for their next request every 20 ms (distributed.IDLE_POLL_S
+says why so seldom). The ratios compare the systems in the same layout, and each system
+at its best. PyTorch runs with its own OpenMP and malloc settings, as its users run it.
 
 Achieved GFLOP/s uses model.flops_per_token() (6 FLOPs per weight per token plus the
 attention matmuls). "MFU" here is that rate divided by the practical ceiling of the cores

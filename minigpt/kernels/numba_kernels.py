@@ -225,7 +225,7 @@ def residual_layernorm_backward(dout, ds, s, weight, mean, rstd):
 # extra trip over them costs. (Before vector_exp, each direction was a Numba pass writing
 # the exponents, np.exp and a finishing pass: 7 trips over the array instead of 3. In a
 # shakespeare-char step on one thread of a busy machine, forward + backward of the four
-# layers took 2.0-2.4 + 2.5-3.2 ms then, 1.4-1.6 + 2.2-2.5 ms after, and 0.9 + 1.4 ms on an
+# layers took 2.0-2.4 + 2.5-3.2 ms then, 1.4-1.6 + 2.2-2.5 ms after, and 0.9-1.3 + 1.4 ms on an
 # idle machine once multiply-adds were fused (jit.py).) Exponents are
 # capped at 80 so exp never overflows (exp(80) ~ 5.5e34 fits float32); where the cap bites,
 # s < 1e-34 and the result is 0 to working precision. The bias of the layer before GELU is
