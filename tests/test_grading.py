@@ -2,16 +2,19 @@
 
 The real chapters' graders are tested in test_chapters.py; here the machinery itself:
 stubs from solutions, the report's three verdicts and its messages, several files, a
-grade book, timeouts, and the command's exit codes."""
+grade book, timeouts, submissions that hang, exit, crash or patch what grades the next
+one, folders of submissions, an interrupted class, and the command's exit codes."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -189,6 +192,100 @@ def test_an_endless_answer_times_out_and_the_rest_is_still_graded(chapter, tmp_p
     assert verdicts(output)["double"] == "passed"
 
 
+# --- a class's submissions: each in a process of its own ---------------------------------------
+
+HANGS_AT_IMPORT = "\nwhile True:\n    time.sleep(0.5)\n"
+# The per-test alarm cannot stop it: only the file's time limit (3 x --timeout, at least 10 s) can.
+IGNORES_THE_ALARM = "\nimport signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.5)\n"
+
+
+def test_an_endless_loop_at_import_fails_that_file_and_the_next_is_graded(chapter, tmp_path):
+    hangs = submission(tmp_path, HANGS_AT_IMPORT, name="hangs.py")
+    good = submission(tmp_path, "", name="good.py")
+    line = len((SOLUTIONS + "\n\n").splitlines()) + 3  # the sleep
+    code, output = grade(chapter, "09", "--file", str(hangs), str(good), "--timeout", "2", timeout=40)
+    hangs_part, good_part = output.split(f"Grading 09-testing: {good}")
+    assert set(verdicts(hangs_part).values()) == {
+        f"wrong: hangs.py does not import: TimeoutError: did not finish within 2 s (hangs.py line {line})"}
+    assert verdicts(good_part) == dict.fromkeys(["double", "square_backward", "first_item"], "passed")
+    assert code == 1 and "1 of 2 files passed every exercise." in output
+
+
+def test_a_file_the_alarm_cannot_stop_is_killed_and_the_report_keeps_both(chapter, tmp_path):
+    good = submission(tmp_path, "", name="good.py")
+    stuck = submission(tmp_path, IGNORES_THE_ALARM, name="stuck.py")
+    book = tmp_path / "grades.csv"
+    start = time.monotonic()
+    code, output = grade(chapter, "09", "--file", str(good), str(stuck), "--timeout", "2", "--report", str(book),
+                         timeout=40)
+    assert code == 1 and time.monotonic() - start < 25
+    stopped = "wrong: grading stopped: did not finish within 10 s (an endless loop the alarm could not stop?)"
+    assert set(verdicts(output.split("stuck.py")[1]).values()) == {stopped}
+    rows = list(csv.reader(book.open()))
+    assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]
+    assert rows[2] == [str(stuck), "0", "3", stopped, stopped, stopped]
+
+
+def test_a_file_that_exits_at_import_fails_alone(chapter, tmp_path):
+    exits = submission(tmp_path, "\nimport os\nos._exit(0)\n", name="exits.py")
+    good = submission(tmp_path, "", name="good.py")
+    code, output = grade(chapter, "09", "--file", str(exits), str(good))
+    exits_part, good_part = output.split(f"Grading 09-testing: {good}")
+    assert set(verdicts(exits_part).values()) == {"wrong: grading stopped: the grading process exited with code 0"}
+    assert verdicts(good_part) == dict.fromkeys(["double", "square_backward", "first_item"], "passed")
+    assert code == 1
+
+
+def test_a_file_that_patches_the_checks_does_not_change_the_next_grade(chapter, tmp_path):
+    cheats = submission(tmp_path, "\nfrom minigpt.course import checks\nchecks.expect_close = lambda *a, **k: None\n",
+                        name="cheats.py")
+    wrong = submission(tmp_path, "def double(x):\n    return 3 * x\n", name="wrong.py")
+    code, output = grade(chapter, "09", "--file", str(cheats), str(wrong))
+    assert verdicts(output.split(f"Grading 09-testing: {wrong}")[1])["double"].startswith("wrong: double(x)")
+    # --same-process (for files one trusts) grades both in one process: there the patch leaks
+    code, output = grade(chapter, "09", "--file", str(cheats), str(wrong), "--same-process")
+    assert verdicts(output.split(f"Grading 09-testing: {wrong}")[1])["double"] == "passed"
+
+
+def test_a_folder_stands_for_the_python_files_under_it(chapter, tmp_path):
+    for student in ("bob", "alice"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        submission(tmp_path / "subs" / student, "", name="exercises.py")
+    (tmp_path / "subs" / "alice" / "notes.txt").write_text("not graded")
+    (tmp_path / "subs" / "alice" / ".ipynb_checkpoints").mkdir()
+    submission(tmp_path / "subs" / "alice" / ".ipynb_checkpoints", "", name="exercises-checkpoint.py")
+    report = tmp_path / "report.json"
+    code, output = grade(chapter, "09", "--file", str(tmp_path / "subs"), "--report", str(report))
+    assert code == 0, output
+    assert list(json.loads(report.read_text())) == [str(tmp_path / "subs" / s / "exercises.py") for s in ("alice", "bob")]
+
+
+def test_a_missing_path_is_an_error_before_any_grading(chapter, tmp_path):
+    good = submission(tmp_path, "", name="good.py")
+    code, output = grade(chapter, "09", "--file", str(good), str(tmp_path / "typo.py"))
+    assert code == 2 and f"{tmp_path / 'typo.py'}: no such file or folder" in output
+    assert "Grading" not in output
+
+
+def test_ctrl_c_keeps_the_report_of_the_files_done_and_exits_130(chapter, tmp_path):
+    good = submission(tmp_path, "", name="good.py")
+    hangs = submission(tmp_path, HANGS_AT_IMPORT, name="hangs.py")
+    book = tmp_path / "grades.csv"
+    env = {**os.environ, "MINIGPT_CHAPTERS_DIR": str(chapter.parent)}
+    command = [sys.executable, "-m", "minigpt", "grade", "09", "--file", str(good), str(hangs), "--report", str(book),
+               "--timeout", "5"]  # long enough to be interrupted first
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                           cwd=chapter.parent)
+    deadline = time.monotonic() + 30
+    while not book.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the report appears once the first file is graded
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 130, output
+    assert f"interrupted: 1 of 2 files graded; their results are in {book}" in output
+    assert [row[0] for row in csv.reader(book.open())] == ["file", str(good)]
+
+
 # --- an instructor's tools -------------------------------------------------------------------
 
 
@@ -200,7 +297,7 @@ def test_many_submissions_into_one_grade_book(chapter, tmp_path):
     assert code == 1
     assert "1 of 2 files passed every exercise." in output
     rows = list(csv.reader(book.open()))
-    assert rows[0] == ["file", "passed", "of", "double", "square_backward", "first_item"]
+    assert rows[0] == ["file", "passed", "of", "9.1 double", "9.2 square_backward", "9.3 first_item"]
     assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]
     assert rows[2][:4] == [str(bad), "2", "3", rows[2][3]] and rows[2][3].startswith("wrong: double(x): relative error")
 

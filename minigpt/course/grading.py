@@ -12,10 +12,15 @@ grader on one file and turns pytest's outcomes into one line per exercise:
 An exercise passes when every test marked with it passes; it is "not attempted" when its
 first failure is the stub's NotImplementedError, and "wrong" otherwise, with the message
 of the first failing test (the checks in checks.py write those messages for students).
+
+Each file is graded in a process of its own (grade_in_child), so that a submission which
+patches numpy or minigpt cannot change the next student's grade, and one that exits,
+crashes or hangs fails its own exercises only ("wrong: grading stopped: <why>").
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import importlib.util
@@ -25,9 +30,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -35,7 +42,10 @@ from minigpt.course.stubs import exercise_names, make_stubs
 
 CHAPTERS_ENV = "MINIGPT_CHAPTERS_DIR"  # where the chapter folders are, if not beside the package
 SUBMISSION_ENV = "MINIGPT_SUBMISSION"  # the file a grader grades (default: exercises.py)
-DEFAULT_TIMEOUT_S = 120.0  # per grader test: a student's endless loop must not hang a class's grading
+DEFAULT_TIMEOUT_S = 120.0  # for the import and for each grader test: an endless loop must not hang a class
+# A whole file (import and tests) gets 3x that, at least 10 s for Python's start; honest files
+# take seconds, so only what the alarm cannot stop is killed: a loop in C, an ignored SIGALRM.
+FILE_LIMIT_FACTOR, MIN_FILE_LIMIT_S = 3, 10.0
 
 PASSED, WRONG, NOT_ATTEMPTED, NO_TEST = "passed", "wrong", "not attempted", "no grader test"
 
@@ -152,6 +162,8 @@ class _Outcomes:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
 
+    pytest_runtest_setup = pytest_runtest_call  # the setup too: the first test's imports the submission (fixture ex)
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
@@ -183,24 +195,25 @@ def _where(error: BaseException, path: Path) -> str:
     return f" ({Path(path).name} line {lines[-1]})" if lines else ""
 
 
+def numbered_exercises(chapter: Path, only=None) -> list[tuple[str, str]]:
+    """[("2.1", "softmax"), ...]: the exercises of the chapter's solutions.py, or those in `only`."""
+    names = exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
+    chapter_number = str(int(chapter.name.split("-")[0]))
+    return [(f"{chapter_number}.{i}", name) for i, name in enumerate(names, start=1) if not only or name in only]
+
+
 def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
-    """Run the chapter's grader on one file; one result per exercise of solutions.py."""
+    """Run the chapter's grader on one file in this process; one result per exercise of solutions.py."""
     path = Path(path)
     names = exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
     outcomes = _Outcomes(path, only, timeout_s)
     args = [str(chapter / "test_exercises.py"), "-p", "no:cacheprovider", "-o", "addopts=",
             "--import-mode=importlib", "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning"]
-    previous = os.environ.get(SUBMISSION_ENV)
-    os.environ[SUBMISSION_ENV] = str(path.resolve())
     pytest_output = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(pytest_output):
-            exit_code = pytest.main(args, plugins=[outcomes])
-    finally:
-        if previous is None:
-            os.environ.pop(SUBMISSION_ENV, None)
-        else:
-            os.environ[SUBMISSION_ENV] = previous
+    # No pytest plugins from the environment (hypothesis alone takes ~0.9 s to import): graders need none.
+    settings = {SUBMISSION_ENV: str(path.resolve()), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    with mock.patch.dict(os.environ, settings), contextlib.redirect_stdout(pytest_output):
+        exit_code = pytest.main(args, plugins=[outcomes])
     if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"the grader {chapter / 'test_exercises.py'} could not run (pytest exit code "
                            f"{int(exit_code)}):\n{pytest_output.getvalue()[-2000:]}")
@@ -208,16 +221,60 @@ def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOU
     if untagged:
         raise RuntimeError(f"{len(untagged)} grader test(s) in {chapter.name} are not marked with an "
                            f"exercise of solutions.py ({', '.join(names)})")
-    chapter_number = str(int(chapter.name.split("-")[0]))
     results = []
-    for i, name in enumerate(names, start=1):
-        if only and name not in only:
-            continue
+    for number, name in numbered_exercises(chapter, only):
         mine = [(status, message) for n, status, message in outcomes.outcomes if n == name]
         failures = [(status, message) for status, message in mine if status != PASSED]
         status, message = failures[0] if failures else ((PASSED, "") if mine else (NO_TEST, ""))
-        results.append(ExerciseResult(f"{chapter_number}.{i}", name, status, message))
+        results.append(ExerciseResult(number, name, status, message))
     return results
+
+
+def grade_in_child(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
+    """grade_file in a fresh process (`grade --in-process`), killed after the file's time limit.
+    If it dies or is killed, every exercise is "wrong: grading stopped: <why>"."""
+    limit = max(FILE_LIMIT_FACTOR * timeout_s, MIN_FILE_LIMIT_S) if timeout_s > 0 else None
+    with tempfile.TemporaryDirectory(prefix="minigpt-grade-") as tmp:
+        out, errors = Path(tmp) / "results.json", Path(tmp) / "stderr.txt"
+        command = [sys.executable, "-m", "minigpt", "grade", chapter.name, "--in-process", "--file", str(path),
+                   "--timeout", str(timeout_s), "--report", str(out), *(["--only", *only] if only else [])]
+        with open(errors, "wb") as stderr:
+            # A session of its own: a terminal's Ctrl-C reaches only us; killing its group kills what it started.
+            child = subprocess.Popen(command, env={**os.environ, CHAPTERS_ENV: str(chapter.parent)},
+                                     stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+            timed_out = False
+            try:
+                child.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:  # timed out, or Ctrl-C
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGKILL) if hasattr(os, "killpg") else child.kill()
+                    child.wait()
+        if out.exists():
+            outcome = json.loads(out.read_text(encoding="utf-8"))
+            if "error" in outcome:
+                raise RuntimeError(outcome["error"])
+            return [ExerciseResult(**r) for r in outcome["results"]]
+        last_words = (errors.read_text(errors="replace").strip().splitlines() or [""])[-1]  # a Python error's last line
+    if timed_out:
+        stopped = f"did not finish within {limit:g} s (an endless loop the alarm could not stop?)"
+    elif child.returncode < 0:
+        stopped = f"the grading process was killed by {signal.Signals(-child.returncode).name}"
+    else:
+        stopped = f"the grading process exited with code {child.returncode}" + (last_words and f" ({last_words})")
+    return [ExerciseResult(number, name, WRONG, f"grading stopped: {stopped}")
+            for number, name in numbered_exercises(chapter, only)]
+
+
+def _grade_here(chapter: Path, path: Path, args) -> int:
+    """`grade --in-process` (grade_in_child's child): the results, or why the grader cannot run, as JSON."""
+    try:
+        outcome = {"results": [asdict(r) for r in grade_file(chapter, path, args.only, args.timeout)]}
+    except Exception as err:  # the chapter's grader is broken: no file can be graded
+        outcome = {"error": str(err)}
+    Path(args.report).write_text(json.dumps(outcome), encoding="utf-8")
+    return 0
 
 
 def format_report(chapter: Path, path, results: list[ExerciseResult]) -> str:
@@ -232,19 +289,21 @@ def format_report(chapter: Path, path, results: list[ExerciseResult]) -> str:
 
 
 def write_report(path: Path, graded: dict[str, list[ExerciseResult]]) -> None:
-    """Every graded file's results, as JSON or (for a grade book) CSV: one row per file."""
+    """Every graded file's results, as JSON or (for a grade book) CSV: one row per file (see --report's help)."""
     path = Path(path)
+    unfinished = path.with_name(path.name + ".part")  # renamed when complete: a crash never leaves half a report
     if path.suffix == ".csv":
-        names = [r.name for r in next(iter(graded.values()), [])]
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        columns = [f"{r.number} {r.name}" for r in next(iter(graded.values()), [])]
+        with open(unfinished, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "passed", "of", *names])
+            writer.writerow(["file", "passed", "of", *columns])
             for file, results in graded.items():
                 writer.writerow([file, sum(r.status == PASSED for r in results), len(results),
                                  *[r.status if r.status != WRONG else f"wrong: {r.message}" for r in results]])
     else:
-        path.write_text(json.dumps({f: [asdict(r) for r in rs] for f, rs in graded.items()}, indent=1) + "\n",
-                        encoding="utf-8")
+        unfinished.write_text(json.dumps({f: [asdict(r) for r in rs] for f, rs in graded.items()}, indent=1) + "\n",
+                              encoding="utf-8")
+    os.replace(unfinished, path)
 
 
 # --- in a notebook -------------------------------------------------------------------------
@@ -270,15 +329,27 @@ def add_arguments(parser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--solutions", action="store_true", help="grade the reference answers (solutions.py)")
     which.add_argument("--file", nargs="+", metavar="PATH",
-                       help="grade these files instead of the chapter's exercises.py (e.g. students' submissions)")
+                       help="grade these files instead of the chapter's exercises.py (e.g. students' submissions); "
+                            "a folder stands for the .py files under it, in sorted order")
     which.add_argument("--write-stubs", action="store_true",
                        help="for instructors: regenerate exercises.py from solutions.py")
     parser.add_argument("--force", action="store_true", help="with --write-stubs: overwrite an edited exercises.py")
     parser.add_argument("--only", nargs="+", metavar="EXERCISE", help="grade only these exercises (function names)")
-    parser.add_argument("--report", metavar="PATH", help="also write the results to PATH (.json, or .csv for a grade book)")
+    parser.add_argument("--report", metavar="PATH",
+                        help="also write the results to PATH, rewritten after each file: .json ({file: [{number, "
+                             "name, status, message}]}), or .csv for a grade book, one row per file with the columns "
+                             "file, passed, of, then one per exercise headed by its number and name ('2.1 softmax') "
+                             "holding 'passed', 'not attempted', 'no grader test' or 'wrong: <message>'")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help="seconds a single grader test may take (default: %(default)s; 0: no limit)")
+                        help=f"seconds the file's import, and each grader test, may take (default: %(default)s; "
+                             f"0: no limit); a file's whole grading is stopped after {FILE_LIMIT_FACTOR} times "
+                             f"that, at least {MIN_FILE_LIMIT_S:g} s")
     parser.add_argument("--list", action="store_true", help="list the chapters and their exercises")
+    parser.add_argument("--same-process", action="store_true",
+                        help="grade every file in this one process, without a fresh process per file: a few "
+                             "seconds faster a file, for files you trust (a file that crashes or patches minigpt "
+                             "then affects the rest of the run)")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # grade_in_child's child
 
 
 def run(args) -> int:
@@ -302,19 +373,53 @@ def run(args) -> int:
         if unknown:
             print(f"{chapter.name} has no exercise {', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
             return 2
-    files = [chapter / "solutions.py"] if args.solutions else [Path(f) for f in args.file or [chapter / "exercises.py"]]
+    requested = [chapter / "solutions.py"] if args.solutions else args.file or [chapter / "exercises.py"]
+    try:
+        files = submitted_files(requested)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if args.in_process:
+        return _grade_here(chapter, files[0], args)
     graded = {}
-    for i, path in enumerate(files):
-        results = grade_file(chapter, path, args.only, args.timeout)
-        graded[str(path)] = results
-        print(("\n" if i else "") + format_report(chapter, path, results))
+    try:
+        for path in files:
+            graded[str(path)] = results = (grade_file if args.same_process else grade_in_child)(
+                chapter, path, args.only, args.timeout)
+            print(("\n" if len(graded) > 1 else "") + format_report(chapter, path, results), flush=True)
+            if args.report:  # after each file, so that a crash or a Ctrl-C keeps the files done
+                write_report(Path(args.report), graded)
+    except KeyboardInterrupt:
+        kept = f"; their results are in {args.report}" if args.report and graded else ""
+        print(f"\ninterrupted: {len(graded)} of {len(files)} files graded{kept}", file=sys.stderr)
+        return 130
+    except RuntimeError as err:  # the chapter's grader itself cannot run
+        print(err, file=sys.stderr)
+        return 2
     if len(files) > 1:
         print(f"\n{sum(all(r.status == PASSED for r in rs) for rs in graded.values())} of {len(files)} "
               f"files passed every exercise.")
     if args.report:
-        write_report(Path(args.report), graded)
         print(f"results written to {args.report}")
     return 0 if all(r.status == PASSED for rs in graded.values() for r in rs) else 1
+
+
+def submitted_files(paths) -> list[Path]:
+    """--file's paths, a folder replaced by the .py files under it, sorted (a learning platform's
+    download is often a folder per student); a missing path is an error, not a student's "wrong"."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.py")  # not .ipynb_checkpoints/ or other hidden folders
+                           if not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                raise FileNotFoundError(f"{path}: the folder holds no .py file")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
 
 
 def _write_stubs(chapter: Path, force: bool) -> int:
