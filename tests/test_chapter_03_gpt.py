@@ -323,6 +323,80 @@ def count_params__float_count(vocab_size, block_size, n_layer, n_embd, bias=True
     return float(vocab_size * C + block_size * C + n_layer * block + C + b * C)  # an int is asked for
 
 
+def stream_std_through_depth__ignores_the_flag(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
+
+
+def stream_std_through_depth__undoes_by_2_n_layer(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= 2 * n_layer
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
+
+
+def stream_std_through_depth__scales_every_projection(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    if not gpt2_scaling:
+        for name in params:
+            if name.startswith("h.") and name.endswith(".weight") and ".ln_" not in name:
+                params[name] *= math.sqrt(2 * n_layer)
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
+
+
+def stream_std_through_depth__skips_the_input(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= math.sqrt(2 * n_layer)
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(1, n_layer + 1)])
+
+
+def stream_std_through_depth__mean_of_the_rows_stds(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= math.sqrt(2 * n_layer)
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std(axis=-1).mean() for l in range(n_layer + 1)])
+
+
+def stream_std_through_depth__post_ln_wiring(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed, dtype=np.float64).params
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= math.sqrt(2 * n_layer)
+    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "post-LN")[0].std() for l in range(n_layer + 1)])
+
+
 WRONG_ANSWERS = [
     embedding_backward__fancy_index_plus_equals, embedding_backward__assignment_instead_of_accumulation,
     embedding_backward__dwpe_from_the_first_sequence_only, embedding_backward__dwpe_only_T_rows,
@@ -344,6 +418,9 @@ WRONG_ANSWERS = [
     layernorm_backward__float64_parameter_gradients,
     gelu_backward__multiplies_dout_in_place, block_backward__dout_changed_in_place, count_params__mlp_output_bias_4C,
     count_params__one_layernorm_per_block, count_params__float_count,
+    stream_std_through_depth__ignores_the_flag, stream_std_through_depth__undoes_by_2_n_layer,
+    stream_std_through_depth__scales_every_projection, stream_std_through_depth__skips_the_input,
+    stream_std_through_depth__mean_of_the_rows_stds, stream_std_through_depth__post_ln_wiring,
 ]  # fmt: skip
 
 

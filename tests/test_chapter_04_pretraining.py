@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from course_helpers import check_wrong_answers_are_caught, execute_notebook
+from conftest import data_file
+from course_helpers import check_wrong_answers_are_caught, execute_notebook, grade, submission_with
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
 # copy of solutions.py, so they may use only what it imports (np, math, IGNORE_INDEX).
@@ -559,6 +560,34 @@ def test_the_grader_catches_plausible_wrong_answers(tmp_path):
     check_wrong_answers_are_caught("04", tmp_path, WRONG_ANSWERS)
 
 
+def positions_processed__restores_by_assignment(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, *rest, **options):
+        nonlocal counted
+        counted += idx_new.size
+        return real_cached(m, idx_new, *rest, **options)
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).size
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    try:
+        generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    finally:
+        generation.forward_with_cache, model.forward = real_cached, real_forward  # the saved bound method
+    return counted
+
+
+def test_restoring_model_forward_by_assignment_passes(tmp_path):
+    """`model.forward = saved` leaves the model working as before (the saved method is
+    GPT.forward bound to it), so it is as right as `del model.forward`; not restoring at
+    all is still wrong (positions_processed__forgets_to_restore, above)."""
+    path = submission_with("04", tmp_path, positions_processed__restores_by_assignment)
+    assert grade("04", file=path)["positions_processed"] == ("passed", "")
+
+
 # --- the figure of the sampling rules -------------------------------------------------------
 
 
@@ -586,6 +615,7 @@ def test_the_sampling_figure_draws_what_each_rule_keeps(tmp_path):
 
 @pytest.mark.slow
 def test_the_notebook_runs_and_shows_what_the_chapter_claims():
+    data_file("shakespeare")  # offline without it the notebook trains on the Python docs: other numbers
     values, _ = execute_notebook("04-pretraining", [
         "log_v", "loss_at_init", "loss_at_init_gpt2",
         "run.metrics[0]['val_loss']", "run.metrics[-1]['val_loss']", "run.full_val_loss",

@@ -1,6 +1,6 @@
 """Chapter 3 exercises: the pieces of a GPT, forward and backward.
 
-Six exercises, in the order of the reading (chapters/03-gpt/README.md):
+Seven exercises, in the order of the reading (chapters/03-gpt/README.md):
 
     3.1  embedding_backward   the gradient of a lookup, with repeated tokens
     3.2  layernorm_forward    normalise each row, then scale and shift
@@ -8,6 +8,7 @@ Six exercises, in the order of the reading (chapters/03-gpt/README.md):
     3.4  gelu_backward        the derivative of GPT-2's tanh GELU
     3.5  block_backward       the residual wiring of a pre-LN block, backwards
     3.6  count_params         a GPT's parameter count from its sizes
+    3.7  stream_std_through_depth   measure: the residual stream's size, block by block
 
 Fill in the functions of exercises.py (this chapter's folder), replacing each
 `raise NotImplementedError(...)`, and keep their names and signatures. Grade them with
@@ -17,7 +18,8 @@ Fill in the functions of exercises.py (this chapter's folder), replacing each
 Every backward pass is graded against central finite differences of a reference forward
 in float64 (relative error below 1e-7), on shapes the file does not show you. Arrays are
 NumPy arrays (float64 when graded). Use `minigpt.layers` wherever an exercise
-says so, and nothing from `minigpt.model` (exercise 3.6 asks you to count by hand).
+says so, and nothing from `minigpt.model` before exercise 3.7 (exercise 3.6 asks you to
+count by hand).
 """
 
 import math
@@ -95,7 +97,13 @@ def block_backward(dout, cache):
 
     dout (B, T, C) is dLoss/dout; cache is block_forward's. Use minigpt.layers'
     layernorm_backward, attention_backward and mlp_backward for the sublayers: what you
-    write is the wiring, the two residual connections. Do not change dout: a residual
+    write is the wiring, the two residual connections. Each takes (dout, its forward's
+    cache) and returns the gradient of its input first, then its parameters' in the order
+    of its forward's arguments:
+        layernorm_backward -> (dx, dweight, dbias)
+        attention_backward -> (dx, dattn_weight, dattn_bias, dproj_weight, dproj_bias)
+        mlp_backward       -> (dx, dfc_weight, dfc_bias, dproj_weight, dproj_bias)
+    Do not change dout: a residual
     connection passes it on unchanged, so it is needed whole. Return the 13 gradients of
     block_forward's array arguments, each of its argument's shape, in its order:
         (dx, dln_1_weight, dln_1_bias, dattn_weight, dattn_bias, dattn_proj_weight,
@@ -116,3 +124,22 @@ def count_params(vocab_size, block_size, n_layer, n_embd, bias=True):
     in the linear layers nor in the layernorms). Return the count as a Python int.
     (The number of heads is not an argument: why does it not change the count?)"""
     raise NotImplementedError('add up every weight and bias shape of the model; the tied head adds nothing')
+
+
+def stream_std_through_depth(n_layer, n_embd, gpt2_scaling, seed=0):
+    """Exercise 3.7 (a measurement): the size of the residual stream, block by block.
+
+    Build a freshly initialised model, minigpt.model.GPT(GPTConfig(vocab_size=2,
+    block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd), seed=seed, dtype=np.float64),
+    and a stream x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd)). For
+    l = 0, 1, ..., n_layer, run x0 through the model's first l blocks with
+    minigpt.residual.stack_forward(x0, params, l, 2, "pre-LN") (its first return value is
+    the stream after block l - 1; for l = 0 it is x0) and measure the standard deviation
+    of all its entries (np.std). Return the n_layer + 1 values as a float64 array.
+
+    minigpt starts the two projections that write into the stream (the weights whose names
+    end in "c_proj.weight") with a standard deviation divided by sqrt(2 n_layer), GPT-2's
+    rule (section 8). With gpt2_scaling=False, measure the same model without that rule:
+    multiply those weights of model.params by sqrt(2 n_layer) first. Compare the two at
+    n_layer = 24, n_embd = 64: what does the rule keep in check?"""
+    raise NotImplementedError('params = model.params (a dict of arrays); scale the c_proj weights if asked, then one stack_forward per l')

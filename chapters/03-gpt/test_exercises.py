@@ -3,7 +3,10 @@
 The oracles are minigpt's own layers and model (never the chapter's solutions): every
 backward pass is checked against central finite differences of minigpt.layers' forward,
 so a wrong forward cannot hide a wrong backward; the parameter count against
-minigpt.model.count_params, an allocated model, and GPT-2 small's published checkpoint."""
+minigpt.model.count_params, an allocated model, and GPT-2 small's published checkpoint;
+the residual stream's size against a pass through the blocks written with minigpt.layers."""
+
+import math
 
 import numpy as np
 import pytest
@@ -254,3 +257,38 @@ def test_count_params_of_gpt2_small_and_an_allocated_model(ex):
         model = GPT(GPTConfig(vocab_size=23, block_size=9, n_layer=2, n_head=2, n_embd=6, bias=bias))
         checks.expect_equal(f"count_params(23, 9, 2, 6, bias={bias}) against the size of an allocated model",
                             int(ex.count_params(23, 9, 2, 6, bias)), model.flat_params.size)
+
+
+# --- 3.7 stream_std_through_depth ---------------------------------------------------------
+
+
+def measured_stream_stds(n_layer, n_embd, gpt2_scaling, seed):
+    """The stream's std after each block, in one pass through the blocks, written with
+    minigpt.layers (not residual.stack_forward, which the exercise uses)."""
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    p = GPT(config, seed=seed, dtype=np.float64).params
+    undo = 1.0 if gpt2_scaling else math.sqrt(2 * n_layer)
+    x = np.random.default_rng(seed).standard_normal((2, 8, n_embd))
+    stds = [x.std()]
+    for i in range(n_layer):
+        h = f"h.{i}."
+        a, _ = layers.layernorm_forward(x, p[h + "ln_1.weight"], p[h + "ln_1.bias"])
+        a, _ = layers.attention_forward(a, p[h + "attn.c_attn.weight"], p[h + "attn.c_attn.bias"],
+                                        undo * p[h + "attn.c_proj.weight"], p[h + "attn.c_proj.bias"], 2)
+        x = x + a
+        m, _ = layers.layernorm_forward(x, p[h + "ln_2.weight"], p[h + "ln_2.bias"])
+        m, _ = layers.mlp_forward(m, p[h + "mlp.c_fc.weight"], p[h + "mlp.c_fc.bias"],
+                                  undo * p[h + "mlp.c_proj.weight"], p[h + "mlp.c_proj.bias"])
+        x = x + m
+        stds.append(x.std())
+    return np.array(stds)
+
+
+@exercise("stream_std_through_depth")
+@pytest.mark.parametrize("n_layer, n_embd, seed", [(1, 8, 3), (3, 16, 5), (7, 12, 1)])
+def test_stream_std_through_depth_matches_a_measurement(ex, n_layer, n_embd, seed):
+    for gpt2_scaling in (True, False):
+        got = ex.stream_std_through_depth(n_layer, n_embd, gpt2_scaling, seed)
+        what = f"stream_std_through_depth({n_layer}, {n_embd}, gpt2_scaling={gpt2_scaling}, seed={seed})"
+        checks.expect_array(what, got, shape=(n_layer + 1,), dtype=np.float64)
+        checks.expect_close(what, got, measured_stream_stds(n_layer, n_embd, gpt2_scaling, seed), bar=1e-9)

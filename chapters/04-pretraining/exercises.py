@@ -115,5 +115,6 @@ def positions_processed(model, prompt, max_new_tokens, use_cache):
     number of positions fed, B * T_fed for ids of shape (B, T_fed). prompt (B, T0) int64.
     generate may pass both functions more arguments than the ids (forward_with_cache
     gets model, ids, cache and possibly more): accept and pass on any (*args, **kwargs).
-    Return an int. Leave model and minigpt.generate as you found them."""
+    Return an int. Leave model and minigpt.generate as you found them: put back what you
+    replaced in a `finally:` block, so it is restored even if generate raises."""
     raise NotImplementedError("replace minigpt.generate.forward_with_cache and model.forward by wrappers (*args, **kwargs) that add up the ids' size, then call the real ones; restore both")

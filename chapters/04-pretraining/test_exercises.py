@@ -283,6 +283,16 @@ def test_sampling_distribution_matches_minigpt(ex, seed, temperature, top_k, top
 REAL_FORWARD_WITH_CACHE, REAL_GPT_FORWARD = generation.forward_with_cache, GPT.forward
 
 
+def forward_is_real(model):
+    """model.forward is GPT.forward, as a model has it: the class's method, or that method
+    bound to this model and stored on it (a student's `model.forward = saved` restores it
+    so; `del model.forward` removes the stored one)."""
+    stored = vars(model).get("forward")
+    restored = stored is None or (getattr(stored, "__func__", None) is REAL_GPT_FORWARD
+                                  and getattr(stored, "__self__", None) is model)
+    return restored and GPT.forward is REAL_GPT_FORWARD
+
+
 def tiny_model(block_size):
     config = GPTConfig(vocab_size=11, block_size=block_size, n_layer=1, n_head=2, n_embd=8)
     return GPT(config, seed=block_size, dtype=np.float64).eval()
@@ -321,7 +331,7 @@ def test_positions_processed_matches_what_generate_feeds(ex, B, T0, n_new, block
             got = ex.positions_processed(model, prompt.copy(), n_new, use_cache)
         left_replaced = [name for name, replaced in (
             ("minigpt.generate.forward_with_cache", generation.forward_with_cache is not REAL_FORWARD_WITH_CACHE),
-            ("model.forward", "forward" in vars(model) or GPT.forward is not REAL_GPT_FORWARD)) if replaced]
+            ("model.forward", not forward_is_real(model))) if replaced]
         generation.forward_with_cache, GPT.forward = REAL_FORWARD_WITH_CACHE, REAL_GPT_FORWARD
         vars(model).pop("forward", None)  # put things back, so the next tests measure the real ones
         checks.expect(not left_replaced, f"positions_processed(use_cache={use_cache}) left "
