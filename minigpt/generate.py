@@ -192,8 +192,8 @@ def sampling_probs(logits, temperature: float = 1.0, top_k: int | None = None,
                    top_p: float | None = None):
     """The distribution (B, V), float64, that `sample_next` draws from (temperature > 0).
 
-    Order of the filters, as in Hugging Face and nanoGPT: temperature, then top-k, then
-    top-p on the renormalised top-k distribution."""
+    Order of the filters, as in Hugging Face: temperature, then top-k, then top-p on the
+    renormalised top-k distribution (nanoGPT has the first two, in this order)."""
     z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
     if top_k is not None and top_k < z.shape[-1]:
         z = np.where(top_k_mask(z, top_k), z, -np.inf)
