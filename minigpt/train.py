@@ -427,8 +427,9 @@ def run(args) -> int:
         for name in saved.keys() - given.keys() - {"out_dir", "resume", "progress", "allow_data_change"}:
             setattr(config, name, saved[name])
     try:  # one process, or N MPI ranks: this command started again under mpiexec (launch.py)
+        config.validate()  # first: a bad setting is the one line printed, before any layout or rank starts
         layout = launch.choose_layout(args.ranks, config.batch_size)
-    except launch.LayoutError as err:
+    except (ValueError, launch.LayoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return distributed.stop_all_ranks(1)
     if layout is not None:  # (None: mpiexec started this process, as one of the ranks)

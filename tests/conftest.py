@@ -43,7 +43,7 @@ def data_file(name: str):
     except files.DataUnavailable as err:
         if REQUIRE_OPTIONAL or os.environ.get("MINIGPT_DATA_DIR"):
             pytest.fail(str(err))
-        pytest.skip(f"{err}; set MINIGPT_DATA_DIR=../shared/data")
+        pytest.skip(f"{err}; set MINIGPT_DATA_DIR to a folder that holds it (CI uses ../shared/data)")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import require
 from course_helpers import check_wrong_answers_are_caught, execute_notebook
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
@@ -550,4 +551,6 @@ def test_the_notebook_runs_and_shows_what_the_chapter_claims():
     # the ring: 2 (N-1)/N of the buffer per rank
     assert values["ring_fraction"] == {str(n): pytest.approx(2 * (n - 1) / n) for n in (2, 4, 8, 64)}
     # two MPI ranks train as one process does, to float32 rounding (the keys' biases aside)
+    if values["rank_difference"] is None:  # the notebook's cell needs mpi4py (installed in CI)
+        require("mpi4py")
     assert values["rank_difference"] < 1e-4 and values["moved"] > 1e-3, values

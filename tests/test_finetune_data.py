@@ -19,8 +19,8 @@ def test_the_sms_file_reads_as_5574_messages_quotes_and_all():
 
 
 def test_the_balanced_split_is_70_10_20_of_twice_the_spam_count():
+    data_file("sms-spam")  # first: skips (locally) or fails (CI) without the file, never downloads
     splits = load_splits()  # the SMS file, via files.locate (MINIGPT_DATA_DIR in the tests)
-    data_file("sms-spam")
     assert {name: len(s) for name, s in splits.items()} == {"train": 1045, "val": 149, "test": 300}
     assert sum(int(s.labels.sum()) for s in splits.values()) == 747  # every spam, and as many ham
     again = load_splits()

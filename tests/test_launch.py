@@ -181,6 +181,8 @@ def test_the_command_refuses_ranks_that_cannot_run_before_any_work(flags, breaks
                                                                    monkeypatch, capsys):
     if breaks == "mpi4py":
         monkeypatch.setitem(sys.modules, "mpi4py", None)  # importing it fails
+    else:
+        require("mpi4py")  # the command looks for mpi4py first: the other two errors need it installed
     if breaks == "mpiexec":
         monkeypatch.setattr(distributed, "mpiexec_path", lambda: None)
     out_dir = tmp_path / "out"

@@ -389,7 +389,9 @@ def test_bad_training_settings_are_named_by_the_config_and_the_cli(name, value, 
     out = tmp_path / "never-made"
     flag = "--" + name.replace("_", "-")
     assert cli(flag, str(value), "--data", str(shakespeare_slice), "--out-dir", str(out), "--no-progress") == 1
-    assert f"error: {name} " in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert f"error: {name} " in printed.err
+    assert printed.out == ""  # the error alone: not even the layout line ("using 1 process ...") first
     assert not out.exists()  # refused before anything was written
 
 
