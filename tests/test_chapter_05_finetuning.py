@@ -230,6 +230,51 @@ def instruction_batch__ignores_ignore_index(examples, eot_id, mask_prompt=False,
     return inputs, targets
 
 
+def padding_shift__reads_the_rows_last_position(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, -1]  # a padding token's state
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
+
+
+def padding_shift__left_read_where_the_message_ended_unpadded(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, len(ids) - 1]
+    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
+
+
+def padding_shift__mean_difference(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.mean(np.abs(right - alone))), float(np.mean(np.abs(left - alone)))
+
+
+def padding_shift__euclidean_distance(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.linalg.norm(right - alone)), float(np.linalg.norm(left - alone))
+
+
+def padding_shift__left_and_right_swapped(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.max(np.abs(left - alone))), float(np.max(np.abs(right - alone)))
+
+
 WRONG_ANSWERS = [
     last_token_pool__the_last_position_padding_or_not, last_token_pool__off_by_one,
     last_token_pool__mean_over_real_tokens, last_token_pool__the_first_token,
@@ -244,6 +289,8 @@ WRONG_ANSWERS = [
     merge_lora__in_place, merge_lora__alpha_not_divided_by_rank, merge_lora__float64_result,
     instruction_batch__first_end_of_text_masked_too, instruction_batch__padding_kept_as_targets,
     instruction_batch__prompt_mask_one_too_far, instruction_batch__ignores_ignore_index,
+    padding_shift__reads_the_rows_last_position, padding_shift__left_read_where_the_message_ended_unpadded,
+    padding_shift__mean_difference, padding_shift__euclidean_distance, padding_shift__left_and_right_swapped,
 ]
 
 

@@ -1,6 +1,7 @@
 """Chapter 5 exercises: fine-tuning a pretrained GPT.
 
-Seven exercises, in the order of the reading (chapters/05-finetuning/README.md):
+Eight exercises, in the order of the reading (chapters/05-finetuning/README.md) but the
+last, which goes back to its section 3:
 
     5.1  last_token_pool           the hidden state of each sequence's last real token
     5.2  last_token_pool_backward  its gradient: a scatter back into (B, T, C)
@@ -9,6 +10,7 @@ Seven exercises, in the order of the reading (chapters/05-finetuning/README.md):
     5.5  lora_linear_backward      its gradients for x, A and B (W is frozen)
     5.6  merge_lora                fold the adapter into the weight: W + (alpha/r) A B
     5.7  instruction_batch         inputs and targets of instruction data: padding, -100, the prompt mask
+    5.8  padding_shift             measure what padding on the right, and on the left, does to the last real token
 
 Fill in the functions of exercises.py (this chapter's folder), replacing each
 `raise NotImplementedError(...)`, and keep their names and signatures. Grade them with
@@ -109,3 +111,17 @@ def instruction_batch(examples, eot_id, mask_prompt=False, ignore_index=IGNORE_I
       - with mask_prompt, where the target is a token of the prompt (prompt[1:]).
     Return (inputs, targets), two int64 arrays."""
     raise NotImplementedError('target t predicts s[t + 1]: it is padding when t >= len(s) - 1, and part of the prompt when t + 1 < len(prompt)')
+
+
+def padding_shift(model, ids, n_pad, pad_id):
+    """Exercise 5.8 (a measurement): what padding does to the last real token's hidden state.
+
+    model: a minigpt GPT in eval mode; ids (T0,) int64, a message's token ids; n_pad >= 1
+    padding tokens pad_id, with T0 + n_pad <= model.config.block_size. Run the body,
+    model.forward_hidden(ids (1, T) ...) -> h (1, T, C), on three sequences: the message
+    alone, the message followed by n_pad pad_id (padded on the right, as minigpt pads), and
+    n_pad pad_id followed by the message (padded on the left). For each padded one, find
+    the hidden state of the message's last real token and measure its largest absolute
+    difference from the unpadded message's last hidden state. Return (right, left), two
+    floats. Which one is 0, and why is the other not?"""
+    raise NotImplementedError('the last real token sits at position T0 - 1 in the right-padded row and at n_pad + T0 - 1 in the left-padded one')

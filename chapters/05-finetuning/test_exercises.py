@@ -6,7 +6,8 @@ against central finite differences of minigpt.layers' forward passes, the LoRA f
 the merge against minigpt.layers.lora_forward + linear_forward, the parameter count against
 a real minigpt.finetune.classifier.GPTClassifier's count, and the instruction batch against
 minigpt.finetune.instruct_data.collate, the rule of the exercise written out position by
-position, and a case worked by hand."""
+position, and a case worked by hand; the padding measurement against the three sequences
+fed one by one to float64 models, with the last real token found by its own arithmetic."""
 
 import numpy as np
 import pytest
@@ -290,3 +291,35 @@ def test_instruction_batch_leaves_the_examples_alone(ex):
     ex.instruction_batch(given, 20, mask_prompt=True)
     checks.expect(given == examples, "instruction_batch changed the examples' lists (e.g. appended the "
                   "end-of-text to them): build new lists")
+
+
+# --- 5.8 padding_shift --------------------------------------------------------------------
+
+
+def measured_shifts(model, ids, n_pad, pad_id):
+    """(right, left) as a measurement: the three rows of the exercise, each fed alone, the
+    last real token read at its position by index arithmetic of its own."""
+    T0 = len(ids)
+    rows = {"alone": list(ids), "right": list(ids) + [pad_id] * n_pad, "left": [pad_id] * n_pad + list(ids)}
+    last = {"alone": T0 - 1, "right": T0 - 1, "left": n_pad + T0 - 1}
+    h = {name: model.forward_hidden(np.array([row], dtype=np.int64))[0, last[name]] for name, row in rows.items()}
+    return tuple(float(np.abs(h[name] - h["alone"]).max()) for name in ("right", "left"))
+
+
+@exercise("padding_shift")
+@pytest.mark.parametrize("n_layer, block_size, T0, n_pad, seed", [(1, 8, 1, 3, 0), (2, 24, 11, 6, 1), (3, 40, 30, 10, 2)])
+def test_padding_shift_matches_a_measurement(ex, n_layer, block_size, T0, n_pad, seed):
+    config = GPTConfig(vocab_size=37, block_size=block_size, n_layer=n_layer, n_head=2, n_embd=12)
+    model = GPT(config, seed=seed, dtype=np.float64).eval()
+    ids = np.random.default_rng(seed).integers(0, 36, T0)
+    given = ids.copy()
+    got = ex.padding_shift(model, ids, n_pad, 36)
+    what = f"padding_shift for a {T0}-token message and {n_pad} padding tokens ({n_layer} layers)"
+    checks.expect(isinstance(got, tuple) and len(got) == 2, f"{what}: return (right, left), got {got!r:.80}")
+    checks.expect(np.array_equal(ids, given), f"{what} changed ids: build the padded rows as new arrays")
+    right, left = got
+    want_right, want_left = measured_shifts(model, ids, n_pad, 36)
+    checks.expect(abs(float(right) - want_right) <= 1e-12, f"{what}: right = {float(right):.3g}, measured "
+                  f"{want_right:.3g} (read the message's last real token, not the row's last position)")
+    checks.expect(abs(float(left) - want_left) <= 1e-9 * max(1.0, want_left),
+                  f"{what}: left = {float(left):.6g}, measured {want_left:.6g}")
