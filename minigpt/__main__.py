@@ -19,7 +19,7 @@ COMMANDS = {
     "bench": ("minigpt.bench", "benchmarks: kernels, training and sampling speed, tokenizer"),
     "tokenize": ("minigpt.tokenizer.cli", "train, apply and inspect a byte-level BPE tokenizer"),
     "export": ("minigpt.export", "write a trained checkpoint as a Hugging Face GPT-2 folder (transformers loads it)"),
-    "grade": ("minigpt.course.grading", "grade a chapter's exercises (yours, the solutions, or submissions)"),
+    "grade": ("minigpt.course.classroom", "grade a chapter's exercises (yours, the solutions, or submissions)"),
 }
 
 

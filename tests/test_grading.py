@@ -219,11 +219,67 @@ def test_a_file_the_alarm_cannot_stop_is_killed_and_the_report_keeps_both(chapte
     code, output = grade(chapter, "09", "--file", str(good), str(stuck), "--timeout", "2", "--report", str(book),
                          timeout=40)
     assert code == 1 and time.monotonic() - start < 25
-    stopped = "wrong: grading stopped: did not finish within 10 s (an endless loop the alarm could not stop?)"
+    stopped = "wrong: grading stopped: took longer than 10 s (an endless loop the alarm could not stop?)"
     assert set(verdicts(output.split("stuck.py")[1]).values()) == {stopped}
     rows = list(csv.reader(book.open()))
     assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]
     assert rows[2] == [str(stuck), "0", "3", stopped, stopped, stopped]
+
+
+def test_a_file_stopped_half_way_keeps_the_exercises_it_finished(chapter, tmp_path):
+    # the second exercise ignores the alarm: the file is killed there; the first had passed
+    stuck = submission(tmp_path, """
+def square_backward(dout, x):
+    import signal
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    while True:
+        time.sleep(0.5)
+""", name="stuck.py")
+    code, output = grade(chapter, "09", "--file", str(stuck), "--timeout", "2", timeout=40)
+    stopped = "wrong: grading stopped: took longer than 10 s (an endless loop the alarm could not stop?)"
+    assert verdicts(output) == {"double": "passed", "square_backward": stopped, "first_item": stopped}
+    assert code == 1
+
+
+def test_a_file_that_interrupts_the_grading_fails_alone(chapter, tmp_path):
+    # KeyboardInterrupt (or pytest.exit) from a submission ends its pytest session: that file's
+    # unfinished exercises are stopped, the next file is graded, and the command goes on
+    interrupts = submission(tmp_path, "def square_backward(dout, x):\n    raise KeyboardInterrupt\n", name="stops.py")
+    good = submission(tmp_path, "", name="good.py")
+    code, output = grade(chapter, "09", "--file", str(interrupts), str(good))
+    stops_part, good_part = output.split(f"Grading 09-testing: {good}")
+    stopped = "wrong: grading stopped: the file interrupted the grading (KeyboardInterrupt or pytest.exit)"
+    assert verdicts(stops_part) == {"double": "passed", "square_backward": stopped, "first_item": stopped}
+    assert verdicts(good_part) == dict.fromkeys(["double", "square_backward", "first_item"], "passed")
+    assert code == 1 and "1 of 2 files passed every exercise." in output
+
+
+def test_a_grading_process_does_not_outlive_its_parent(tmp_path):
+    # the parent (a command whose terminal closed, a killed notebook cell) dies: the child exits
+    pid_file = tmp_path / "child.pid"
+    orphan = ("import os, time\n"
+              "from minigpt.course.classroom import _exit_with_parent\n"
+              f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+              "_exit_with_parent(None)\n"
+              "time.sleep(60)\n")
+    parent = ("import subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {orphan!r}])\n"
+              f"while not __import__('os').path.exists({str(pid_file)!r}): time.sleep(0.05)\n")
+    subprocess.run([sys.executable, "-c", parent], timeout=30, check=True)
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(child):
+        time.sleep(0.1)
+    assert not running(child), "the grading process outlived its parent"
+
+
+def running(pid: int) -> bool:
+    """Is the process alive (not gone, and not a zombie waiting to be reaped)?"""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
 
 
 def test_a_file_that_exits_at_import_fails_alone(chapter, tmp_path):
@@ -248,16 +304,22 @@ def test_a_file_that_patches_the_checks_does_not_change_the_next_grade(chapter, 
 
 
 def test_a_folder_stands_for_the_python_files_under_it(chapter, tmp_path):
+    subs = tmp_path / "subs"
     for student in ("bob", "alice"):
-        (tmp_path / "subs" / student).mkdir(parents=True)
-        submission(tmp_path / "subs" / student, "", name="exercises.py")
-    (tmp_path / "subs" / "alice" / "notes.txt").write_text("not graded")
-    (tmp_path / "subs" / "alice" / ".ipynb_checkpoints").mkdir()
-    submission(tmp_path / "subs" / "alice" / ".ipynb_checkpoints", "", name="exercises-checkpoint.py")
+        (subs / student).mkdir(parents=True)
+        submission(subs / student, "", name="exercises.py")
+    (subs / "alice" / "notes.txt").write_text("not graded")
+    (subs / "alice" / "helpers.py").write_text("def helper():\n    return 1\n")  # defines no exercise
+    for folder in (".ipynb_checkpoints", "__pycache__", "venv/lib/python3.11/site-packages/numpy"):
+        (subs / "alice" / folder).mkdir(parents=True)
+        submission(subs / "alice" / folder, "", name="exercises-copy.py")
+    (subs / "alice" / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     report = tmp_path / "report.json"
-    code, output = grade(chapter, "09", "--file", str(tmp_path / "subs"), "--report", str(report))
+    code, output = grade(chapter, "09", "--file", str(subs), str(subs / "bob" / "exercises.py"), "--report", str(report))
     assert code == 0, output
-    assert list(json.loads(report.read_text())) == [str(tmp_path / "subs" / s / "exercises.py") for s in ("alice", "bob")]
+    assert list(json.loads(report.read_text())) == [str(subs / s / "exercises.py") for s in ("alice", "bob")]
+    assert "not graded: 1 .py file(s) in the folders that define none of 09-testing's exercises" in output
+    assert output.count("Grading 09-testing") == 2  # bob's file, given twice, is graded once
 
 
 def test_a_missing_path_is_an_error_before_any_grading(chapter, tmp_path):

@@ -13,16 +13,13 @@ An exercise passes when every test marked with it passes; it is "not attempted" 
 first failure is the stub's NotImplementedError, and "wrong" otherwise, with the message
 of the first failing test (the checks in checks.py write those messages for students).
 
-Each file is graded in a process of its own (grade_in_child), so that a submission which
-patches numpy or minigpt cannot change the next student's grade, and one that exits,
-crashes or hangs fails its own exercises only ("wrong: grading stopped: <why>").
+This module grades one file (grade_file); the command, which grades a class's files each in
+a process of its own and writes the grade book, is classroom.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import importlib.util
 import io
 import json
@@ -30,22 +27,18 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from minigpt.course.stubs import exercise_names, make_stubs
+from minigpt.course.stubs import exercise_names
 
 CHAPTERS_ENV = "MINIGPT_CHAPTERS_DIR"  # where the chapter folders are, if not beside the package
 SUBMISSION_ENV = "MINIGPT_SUBMISSION"  # the file a grader grades (default: exercises.py)
 DEFAULT_TIMEOUT_S = 120.0  # for the import and for each grader test: an endless loop must not hang a class
-# A whole file (import and tests) gets 3x that, at least 10 s for Python's start; honest files
-# take seconds, so only what the alarm cannot stop is killed: a loop in C, an ignored SIGALRM.
-FILE_LIMIT_FACTOR, MIN_FILE_LIMIT_S = 3, 10.0
 
 PASSED, WRONG, NOT_ATTEMPTED, NO_TEST = "passed", "wrong", "not attempted", "no grader test"
 
@@ -136,15 +129,26 @@ class ExerciseResult:
 
 
 class _Outcomes:
-    """A pytest plugin that records, for every test, its exercise and how it ended."""
+    """A pytest plugin that records, for every test, its exercise and how it ended. With a
+    journal (a path), it also appends them there as they happen, one JSON line each (first
+    the exercise of every test it will run), so that a grading stopped half-way keeps what
+    it found (grade_in_child)."""
 
-    def __init__(self, submission: Path, only, timeout_s: float):
-        self.submission, self.only, self.timeout_s = submission.resolve(), only, timeout_s
+    def __init__(self, submission: Path, only, timeout_s: float, journal: Path | None = None):
+        self.submission, self.only, self.timeout_s, self.journal = submission.resolve(), only, timeout_s, journal
         self.outcomes: list[tuple[str | None, str, str]] = []  # (exercise, status, message)
+        self.tests: list[str | None] | None = None  # the exercise of every test to run, once collected
+
+    def _write(self, entry: dict) -> None:
+        if self.journal:
+            with open(self.journal, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
 
     def pytest_collection_modifyitems(self, items):
         if self.only:
             items[:] = [item for item in items if _exercise_of(item) in self.only]
+        self.tests = [_exercise_of(item) for item in items]
+        self._write({"tests": self.tests})
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
@@ -162,16 +166,15 @@ class _Outcomes:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
 
-    pytest_runtest_setup = pytest_runtest_call  # the setup too: the first test's imports the submission (fixture ex)
+    pytest_runtest_setup = pytest_runtest_call  # the setup too: the first test's setup imports the submission (fixture ex)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
         if report.when == "call" or (report.when == "setup" and report.failed):
-            if call.excinfo is None:
-                self.outcomes.append((_exercise_of(item), PASSED, ""))
-            else:
-                self.outcomes.append((_exercise_of(item), *self._classify(call.excinfo)))
+            outcome = (_exercise_of(item), *((PASSED, "") if call.excinfo is None else self._classify(call.excinfo)))
+            self.outcomes.append(outcome)
+            self._write({"outcome": outcome})
 
     def _classify(self, excinfo) -> tuple[str, str]:
         error = excinfo.value
@@ -202,11 +205,30 @@ def numbered_exercises(chapter: Path, only=None) -> list[tuple[str, str]]:
     return [(f"{chapter_number}.{i}", name) for i, name in enumerate(names, start=1) if not only or name in only]
 
 
-def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
-    """Run the chapter's grader on one file in this process; one result per exercise of solutions.py."""
+def summarise(chapter: Path, outcomes, only=None, tests=None, stopped: str = "") -> list[ExerciseResult]:
+    """One result per exercise from its tests' outcomes [(exercise, status, message)]: the
+    first failure, else passed (no test: "no grader test"). If the grading was `stopped`
+    short, an exercise none of whose tests failed but not all of whose tests (`tests`: the
+    exercise of every test; None: not even collected) finished is "wrong: grading stopped: ..."."""
+    results = []
+    for number, name in numbered_exercises(chapter, only):
+        mine = [(status, message) for n, status, message in outcomes if n == name]
+        failures = [(status, message) for status, message in mine if status != PASSED]
+        unfinished = stopped and (tests is None or len(mine) < tests.count(name))
+        status, message = (failures[0] if failures else (WRONG, f"grading stopped: {stopped}") if unfinished
+                           else (PASSED, "") if mine else (NO_TEST, ""))
+        results.append(ExerciseResult(number, name, status, message))
+    return results
+
+
+def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOUT_S,
+               journal: Path | None = None) -> list[ExerciseResult]:
+    """Run the chapter's grader on one file in this process; one result per exercise of
+    solutions.py. Raises KeyboardInterrupt if the grading was interrupted (Ctrl-C, or a
+    submission that raised KeyboardInterrupt or called pytest.exit)."""
     path = Path(path)
     names = exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
-    outcomes = _Outcomes(path, only, timeout_s)
+    outcomes = _Outcomes(path, only, timeout_s, journal)
     args = [str(chapter / "test_exercises.py"), "-p", "no:cacheprovider", "-o", "addopts=",
             "--import-mode=importlib", "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning"]
     pytest_output = io.StringIO()
@@ -214,6 +236,8 @@ def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOU
     settings = {SUBMISSION_ENV: str(path.resolve()), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     with mock.patch.dict(os.environ, settings), contextlib.redirect_stdout(pytest_output):
         exit_code = pytest.main(args, plugins=[outcomes])
+    if exit_code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
     if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"the grader {chapter / 'test_exercises.py'} could not run (pytest exit code "
                            f"{int(exit_code)}):\n{pytest_output.getvalue()[-2000:]}")
@@ -221,60 +245,7 @@ def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOU
     if untagged:
         raise RuntimeError(f"{len(untagged)} grader test(s) in {chapter.name} are not marked with an "
                            f"exercise of solutions.py ({', '.join(names)})")
-    results = []
-    for number, name in numbered_exercises(chapter, only):
-        mine = [(status, message) for n, status, message in outcomes.outcomes if n == name]
-        failures = [(status, message) for status, message in mine if status != PASSED]
-        status, message = failures[0] if failures else ((PASSED, "") if mine else (NO_TEST, ""))
-        results.append(ExerciseResult(number, name, status, message))
-    return results
-
-
-def grade_in_child(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
-    """grade_file in a fresh process (`grade --in-process`), killed after the file's time limit.
-    If it dies or is killed, every exercise is "wrong: grading stopped: <why>"."""
-    limit = max(FILE_LIMIT_FACTOR * timeout_s, MIN_FILE_LIMIT_S) if timeout_s > 0 else None
-    with tempfile.TemporaryDirectory(prefix="minigpt-grade-") as tmp:
-        out, errors = Path(tmp) / "results.json", Path(tmp) / "stderr.txt"
-        command = [sys.executable, "-m", "minigpt", "grade", chapter.name, "--in-process", "--file", str(path),
-                   "--timeout", str(timeout_s), "--report", str(out), *(["--only", *only] if only else [])]
-        with open(errors, "wb") as stderr:
-            # A session of its own: a terminal's Ctrl-C reaches only us; killing its group kills what it started.
-            child = subprocess.Popen(command, env={**os.environ, CHAPTERS_ENV: str(chapter.parent)},
-                                     stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-            timed_out = False
-            try:
-                child.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:  # timed out, or Ctrl-C
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGKILL) if hasattr(os, "killpg") else child.kill()
-                    child.wait()
-        if out.exists():
-            outcome = json.loads(out.read_text(encoding="utf-8"))
-            if "error" in outcome:
-                raise RuntimeError(outcome["error"])
-            return [ExerciseResult(**r) for r in outcome["results"]]
-        last_words = (errors.read_text(errors="replace").strip().splitlines() or [""])[-1]  # a Python error's last line
-    if timed_out:
-        stopped = f"did not finish within {limit:g} s (an endless loop the alarm could not stop?)"
-    elif child.returncode < 0:
-        stopped = f"the grading process was killed by {signal.Signals(-child.returncode).name}"
-    else:
-        stopped = f"the grading process exited with code {child.returncode}" + (last_words and f" ({last_words})")
-    return [ExerciseResult(number, name, WRONG, f"grading stopped: {stopped}")
-            for number, name in numbered_exercises(chapter, only)]
-
-
-def _grade_here(chapter: Path, path: Path, args) -> int:
-    """`grade --in-process` (grade_in_child's child): the results, or why the grader cannot run, as JSON."""
-    try:
-        outcome = {"results": [asdict(r) for r in grade_file(chapter, path, args.only, args.timeout)]}
-    except Exception as err:  # the chapter's grader is broken: no file can be graded
-        outcome = {"error": str(err)}
-    Path(args.report).write_text(json.dumps(outcome), encoding="utf-8")
-    return 0
+    return summarise(chapter, outcomes.outcomes, only)
 
 
 def format_report(chapter: Path, path, results: list[ExerciseResult]) -> str:
@@ -286,24 +257,6 @@ def format_report(chapter: Path, path, results: list[ExerciseResult]) -> str:
     passed = sum(r.status == PASSED for r in results)
     lines.append(f"{passed} of {len(results)} exercises passed.")
     return "\n".join(lines)
-
-
-def write_report(path: Path, graded: dict[str, list[ExerciseResult]]) -> None:
-    """Every graded file's results, as JSON or (for a grade book) CSV: one row per file (see --report's help)."""
-    path = Path(path)
-    unfinished = path.with_name(path.name + ".part")  # renamed when complete: a crash never leaves half a report
-    if path.suffix == ".csv":
-        columns = [f"{r.number} {r.name}" for r in next(iter(graded.values()), [])]
-        with open(unfinished, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "passed", "of", *columns])
-            for file, results in graded.items():
-                writer.writerow([file, sum(r.status == PASSED for r in results), len(results),
-                                 *[r.status if r.status != WRONG else f"wrong: {r.message}" for r in results]])
-    else:
-        unfinished.write_text(json.dumps({f: [asdict(r) for r in rs] for f, rs in graded.items()}, indent=1) + "\n",
-                              encoding="utf-8")
-    os.replace(unfinished, path)
 
 
 # --- in a notebook -------------------------------------------------------------------------
@@ -321,113 +274,3 @@ def grade(chapter: str, file=None, solutions: bool = False) -> bool:
     return done.returncode == 0
 
 
-# --- the command line ----------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("chapter", nargs="?", help="chapter number (e.g. 02) or folder name (02-attention)")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--solutions", action="store_true", help="grade the reference answers (solutions.py)")
-    which.add_argument("--file", nargs="+", metavar="PATH",
-                       help="grade these files instead of the chapter's exercises.py (e.g. students' submissions); "
-                            "a folder stands for the .py files under it, in sorted order")
-    which.add_argument("--write-stubs", action="store_true",
-                       help="for instructors: regenerate exercises.py from solutions.py")
-    parser.add_argument("--force", action="store_true", help="with --write-stubs: overwrite an edited exercises.py")
-    parser.add_argument("--only", nargs="+", metavar="EXERCISE", help="grade only these exercises (function names)")
-    parser.add_argument("--report", metavar="PATH",
-                        help="also write the results to PATH, rewritten after each file: .json ({file: [{number, "
-                             "name, status, message}]}), or .csv for a grade book, one row per file with the columns "
-                             "file, passed, of, then one per exercise headed by its number and name ('2.1 softmax') "
-                             "holding 'passed', 'not attempted', 'no grader test' or 'wrong: <message>'")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"seconds the file's import, and each grader test, may take (default: %(default)s; "
-                             f"0: no limit); a file's whole grading is stopped after {FILE_LIMIT_FACTOR} times "
-                             f"that, at least {MIN_FILE_LIMIT_S:g} s")
-    parser.add_argument("--list", action="store_true", help="list the chapters and their exercises")
-    parser.add_argument("--same-process", action="store_true",
-                        help="grade every file in this one process, without a fresh process per file: a few "
-                             "seconds faster a file, for files you trust (a file that crashes or patches minigpt "
-                             "then affects the rest of the run)")
-    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # grade_in_child's child
-
-
-def run(args) -> int:
-    if args.list:
-        for folder in list_chapters():
-            names = exercise_names((folder / "solutions.py").read_text(encoding="utf-8"))
-            print(f"{folder.name}: {', '.join(names)}")
-        return 0
-    if not args.chapter:
-        print("which chapter? e.g. python -m minigpt grade 02   (--list shows them)", file=sys.stderr)
-        return 2
-    try:
-        chapter = find_chapter(args.chapter)
-    except FileNotFoundError as err:
-        print(err, file=sys.stderr)
-        return 2
-    if args.write_stubs:
-        return _write_stubs(chapter, args.force)
-    if args.only:
-        unknown = set(args.only) - set(exercise_names((chapter / "solutions.py").read_text(encoding="utf-8")))
-        if unknown:
-            print(f"{chapter.name} has no exercise {', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
-            return 2
-    requested = [chapter / "solutions.py"] if args.solutions else args.file or [chapter / "exercises.py"]
-    try:
-        files = submitted_files(requested)
-    except FileNotFoundError as err:
-        print(err, file=sys.stderr)
-        return 2
-    if args.in_process:
-        return _grade_here(chapter, files[0], args)
-    graded = {}
-    try:
-        for path in files:
-            graded[str(path)] = results = (grade_file if args.same_process else grade_in_child)(
-                chapter, path, args.only, args.timeout)
-            print(("\n" if len(graded) > 1 else "") + format_report(chapter, path, results), flush=True)
-            if args.report:  # after each file, so that a crash or a Ctrl-C keeps the files done
-                write_report(Path(args.report), graded)
-    except KeyboardInterrupt:
-        kept = f"; their results are in {args.report}" if args.report and graded else ""
-        print(f"\ninterrupted: {len(graded)} of {len(files)} files graded{kept}", file=sys.stderr)
-        return 130
-    except RuntimeError as err:  # the chapter's grader itself cannot run
-        print(err, file=sys.stderr)
-        return 2
-    if len(files) > 1:
-        print(f"\n{sum(all(r.status == PASSED for r in rs) for rs in graded.values())} of {len(files)} "
-              f"files passed every exercise.")
-    if args.report:
-        print(f"results written to {args.report}")
-    return 0 if all(r.status == PASSED for rs in graded.values() for r in rs) else 1
-
-
-def submitted_files(paths) -> list[Path]:
-    """--file's paths, a folder replaced by the .py files under it, sorted (a learning platform's
-    download is often a folder per student); a missing path is an error, not a student's "wrong"."""
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.py")  # not .ipynb_checkpoints/ or other hidden folders
-                           if not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not found:
-                raise FileNotFoundError(f"{path}: the folder holds no .py file")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
-
-
-def _write_stubs(chapter: Path, force: bool) -> int:
-    stubs = make_stubs((chapter / "solutions.py").read_text(encoding="utf-8"), str(chapter / "solutions.py"))
-    target = chapter / "exercises.py"
-    if target.exists() and target.read_text(encoding="utf-8") != stubs and not force:
-        print(f"{target} differs from the stubs (a student's work?); pass --force to overwrite it", file=sys.stderr)
-        return 1
-    target.write_text(stubs, encoding="utf-8")
-    print(f"wrote {target}")
-    return 0
