@@ -429,7 +429,7 @@ def run(args) -> int:
     try:  # one process, or N MPI ranks: this command started again under mpiexec (launch.py)
         config.validate()  # first: a bad setting is the one line printed, before any layout or rank starts
         layout = launch.choose_layout(args.ranks, config.batch_size)
-    except (ValueError, launch.LayoutError) as err:
+    except ValueError as err:  # a bad setting, or a layout that cannot run (launch.LayoutError)
         print(f"error: {err}", file=sys.stderr)
         return distributed.stop_all_ranks(1)
     if layout is not None:  # (None: mpiexec started this process, as one of the ranks)

@@ -275,6 +275,14 @@ def padding_shift__left_and_right_swapped(model, ids, n_pad, pad_id):
     return float(np.max(np.abs(left - alone))), float(np.max(np.abs(right - alone)))
 
 
+def padding_shift__right_assumed_zero(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return 0.0, float(np.max(np.abs(left - alone)))  # "causal, so 0": asserted, not measured
+
+
 WRONG_ANSWERS = [
     last_token_pool__the_last_position_padding_or_not, last_token_pool__off_by_one,
     last_token_pool__mean_over_real_tokens, last_token_pool__the_first_token,
@@ -291,6 +299,7 @@ WRONG_ANSWERS = [
     instruction_batch__prompt_mask_one_too_far, instruction_batch__ignores_ignore_index,
     padding_shift__reads_the_rows_last_position, padding_shift__left_read_where_the_message_ended_unpadded,
     padding_shift__mean_difference, padding_shift__euclidean_distance, padding_shift__left_and_right_swapped,
+    padding_shift__right_assumed_zero,
 ]
 
 

@@ -180,7 +180,8 @@ def stream_std_through_depth(n_layer, n_embd, gpt2_scaling, seed=0):
 
     Build a freshly initialised model, minigpt.model.GPT(GPTConfig(vocab_size=2,
     block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd), seed=seed, dtype=np.float64),
-    and a stream x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd)). For
+    and a stream x0 = np.random.default_rng([seed, 1]).standard_normal((2, 8, n_embd)) (a
+    random stream of its own: default_rng(seed) would repeat the model's weights). For
     l = 0, 1, ..., n_layer, run x0 through the model's first l blocks with
     minigpt.residual.stack_forward(x0, params, l, 2, "pre-LN") (its first return value is
     the stream after block l - 1; for l = 0 it is x0) and measure the standard deviation
@@ -202,6 +203,6 @@ def stream_std_through_depth(n_layer, n_embd, gpt2_scaling, seed=0):
         for name in params:
             if name.endswith("c_proj.weight"):
                 params[name] *= math.sqrt(2 * n_layer)  # undo GPT-2's 1/sqrt(2 n_layer)
-    x0 = np.random.default_rng(seed).standard_normal((2, 8, n_embd))  # (B, T, C)
+    x0 = np.random.default_rng([seed, 1]).standard_normal((2, 8, n_embd))  # (B, T, C)
     return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
     # END SOLUTION

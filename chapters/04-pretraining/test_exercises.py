@@ -288,8 +288,8 @@ def forward_is_real(model):
     bound to this model and stored on it (a student's `model.forward = saved` restores it
     so; `del model.forward` removes the stored one)."""
     stored = vars(model).get("forward")
-    restored = stored is None or (getattr(stored, "__func__", None) is REAL_GPT_FORWARD
-                                  and getattr(stored, "__self__", None) is model)
+    restored = "forward" not in vars(model) or (getattr(stored, "__func__", None) is REAL_GPT_FORWARD
+                                                and getattr(stored, "__self__", None) is model)
     return restored and GPT.forward is REAL_GPT_FORWARD
 
 

@@ -123,5 +123,5 @@ def padding_shift(model, ids, n_pad, pad_id):
     n_pad pad_id followed by the message (padded on the left). For each padded one, find
     the hidden state of the message's last real token and measure its largest absolute
     difference from the unpadded message's last hidden state. Return (right, left), two
-    floats. Which one is 0, and why is the other not?"""
+    floats. Which one is 0 (up to rounding), and why is the other not?"""
     raise NotImplementedError('the last real token sits at position T0 - 1 in the right-padded row and at n_pad + T0 - 1 in the left-padded one')

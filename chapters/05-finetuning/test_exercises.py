@@ -313,10 +313,22 @@ def test_padding_shift_matches_a_measurement(ex, n_layer, block_size, T0, n_pad,
     model = GPT(config, seed=seed, dtype=np.float64).eval()
     ids = np.random.default_rng(seed).integers(0, 36, T0)
     given = ids.copy()
-    got = ex.padding_shift(model, ids, n_pad, 36)
+    fed, real_forward_hidden = [], model.forward_hidden
+
+    def watched(idx, *rest, **options):  # which rows were measured: right is 0 only if it was
+        fed.append(np.asarray(idx).ravel().tolist())
+        return real_forward_hidden(idx, *rest, **options)
+
+    model.forward_hidden = watched
+    try:
+        got = ex.padding_shift(model, ids, n_pad, 36)
+    finally:
+        del model.forward_hidden
     what = f"padding_shift for a {T0}-token message and {n_pad} padding tokens ({n_layer} layers)"
     checks.expect(isinstance(got, tuple) and len(got) == 2, f"{what}: return (right, left), got {got!r:.80}")
     checks.expect(np.array_equal(ids, given), f"{what} changed ids: build the padded rows as new arrays")
+    for side, row in (("right", list(given) + [36] * n_pad), ("left", [36] * n_pad + list(given))):
+        checks.expect(row in fed, f"{what}: the message padded on the {side} was never fed to model.forward_hidden")
     right, left = got
     want_right, want_left = measured_shifts(model, ids, n_pad, 36)
     checks.expect(abs(float(right) - want_right) <= 1e-12, f"{what}: right = {float(right):.3g}, measured "
