@@ -94,11 +94,11 @@ def grade(chapter, *args, timeout=60):
 
 
 def verdicts(output) -> dict[str, str]:
-    """{exercise name: the rest of its report line}."""
+    """{exercise name: the rest of its report line} (a report line: '  9.1   double ..... passed')."""
     found = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[0][:1].isdigit() and "." in parts[0]:
+        if len(parts) >= 3 and parts[0][:1].isdigit() and "." in parts[0] and ".." in line:
             found[parts[1]] = line.split("..", 1)[1].lstrip(". ")
     return found
 
@@ -354,10 +354,16 @@ def test_ctrl_c_keeps_the_report_of_the_files_done_and_exits_130(chapter, tmp_pa
 def test_many_submissions_into_one_grade_book(chapter, tmp_path):
     good = submission(tmp_path, "", name="alice.py")
     bad = submission(tmp_path, "def double(x):\n    return x + x + 1\n", name="bob.py")
+    untouched = tmp_path / "carol.py"
+    untouched.write_text((chapter / "exercises.py").read_text())  # the stubs, as handed out
     book = tmp_path / "grades.csv"
-    code, output = grade(chapter, "09", "--file", str(good), str(bad), "--report", str(book))
+    code, output = grade(chapter, "09", "--file", str(good), str(bad), str(untouched), "--report", str(book))
     assert code == 1
-    assert "1 of 2 files passed every exercise." in output
+    assert "1 of 3 files passed every exercise." in output
+    summary = output.split("Per exercise (passed / not attempted, of the files graded):\n")[1].splitlines()[:3]
+    assert [line.split() for line in summary] == [  # where the class is stuck, exercise by exercise
+        ["9.1", "double", "1", "/", "1", "of", "3"], ["9.2", "square_backward", "2", "/", "1", "of", "3"],
+        ["9.3", "first_item", "2", "/", "1", "of", "3"]]
     rows = list(csv.reader(book.open()))
     assert rows[0] == ["file", "passed", "of", "9.1 double", "9.2 square_backward", "9.3 first_item"]
     assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]

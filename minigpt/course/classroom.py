@@ -24,8 +24,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from minigpt.course.grading import (CHAPTERS_ENV, DEFAULT_TIMEOUT_S, PASSED, WRONG, ExerciseResult,
-                                    find_chapter, format_report, grade_file, list_chapters, summarise)
+from minigpt.course.grading import (CHAPTERS_ENV, DEFAULT_TIMEOUT_S, NOT_ATTEMPTED, PASSED, WRONG,
+                                    ExerciseResult, find_chapter, format_report, grade_file, list_chapters,
+                                    summarise)
 from minigpt.course.stubs import exercise_names, make_stubs
 
 # A whole file (import and tests) gets 3x --timeout, at least 10 s for Python's start; honest
@@ -114,9 +115,22 @@ def run(args) -> int:
     if len(files) > 1:
         print(f"\n{sum(all(r.status == PASSED for r in rs) for rs in graded.values())} of {len(files)} "
               f"files passed every exercise.")
+        print(class_summary(graded))
     if args.report:
         print(f"results written to {args.report}")
     return 0 if all(r.status == PASSED for rs in graded.values() for r in rs) else 1
+
+
+def class_summary(graded: dict[str, list[ExerciseResult]]) -> str:
+    """Per exercise, how many of the files passed it, and how many did not attempt it: where
+    a class is stuck, at a glance."""
+    results_by_file = list(graded.values())
+    lines = ["Per exercise (passed / not attempted, of the files graded):"]
+    for i, first in enumerate(results_by_file[0]):
+        statuses = [results[i].status for results in results_by_file]
+        lines.append(f"  {first.number:<5} {first.name:<{max(len(r.name) for r in results_by_file[0])}}  "
+                     f"{statuses.count(PASSED):>3} / {statuses.count(NOT_ATTEMPTED):>3} of {len(statuses)}")
+    return "\n".join(lines)
 
 
 def submitted_files(paths, exercises) -> tuple[list[Path], int]:
