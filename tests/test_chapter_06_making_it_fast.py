@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REQUIRE_OPTIONAL, require
 from course_helpers import check_wrong_answers_are_caught, execute_notebook
+from test_distributed import mpiexec
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
 # copy of solutions.py, so they may use only what it imports (np, math, time, GELU_COEFF,
@@ -552,9 +552,5 @@ def test_the_notebook_runs_and_shows_what_the_chapter_claims():
     assert values["ring_fraction"] == {str(n): pytest.approx(2 * (n - 1) / n) for n in (2, 4, 8, 64)}
     # two MPI ranks train as one process does, to float32 rounding (the keys' biases aside)
     if values["rank_difference"] is None:  # the notebook's cell needs mpi4py and an mpiexec (CI has both)
-        require("mpi4py")
-        from minigpt.distributed import mpiexec_path
-        if mpiexec_path() is None:
-            message = "the notebook's 2-rank cell needs an mpiexec (pip install mpich)"
-            pytest.fail(message) if REQUIRE_OPTIONAL else pytest.skip(message)
+        mpiexec()  # skips (locally) or fails (CI) for the one that is missing
     assert values["rank_difference"] < 1e-4 and values["moved"] > 1e-3, values

@@ -197,6 +197,7 @@ def test_an_endless_answer_times_out_and_the_rest_is_still_graded(chapter, tmp_p
 HANGS_AT_IMPORT = "\nwhile True:\n    time.sleep(0.5)\n"
 # The per-test alarm cannot stop it: only the file's time limit (3 x --timeout, at least 10 s) can.
 IGNORES_THE_ALARM = "\nimport signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.5)\n"
+KILLED = "wrong: grading stopped: took longer than 10 s (an endless loop the alarm could not stop?)"
 
 
 def test_an_endless_loop_at_import_fails_that_file_and_the_next_is_graded(chapter, tmp_path):
@@ -219,25 +220,18 @@ def test_a_file_the_alarm_cannot_stop_is_killed_and_the_report_keeps_both(chapte
     code, output = grade(chapter, "09", "--file", str(good), str(stuck), "--timeout", "2", "--report", str(book),
                          timeout=40)
     assert code == 1 and time.monotonic() - start < 25
-    stopped = "wrong: grading stopped: took longer than 10 s (an endless loop the alarm could not stop?)"
-    assert set(verdicts(output.split("stuck.py")[1]).values()) == {stopped}
+    assert set(verdicts(output.split("stuck.py")[1]).values()) == {KILLED}
     rows = list(csv.reader(book.open()))
     assert rows[1] == [str(good), "3", "3", "passed", "passed", "passed"]
-    assert rows[2] == [str(stuck), "0", "3", stopped, stopped, stopped]
+    assert rows[2] == [str(stuck), "0", "3", KILLED, KILLED, KILLED]
 
 
 def test_a_file_stopped_half_way_keeps_the_exercises_it_finished(chapter, tmp_path):
     # the second exercise ignores the alarm: the file is killed there; the first had passed
-    stuck = submission(tmp_path, """
-def square_backward(dout, x):
-    import signal
-    signal.signal(signal.SIGALRM, signal.SIG_IGN)
-    while True:
-        time.sleep(0.5)
-""", name="stuck.py")
+    stuck = submission(tmp_path, "def square_backward(dout, x):" + textwrap.indent(IGNORES_THE_ALARM, "    "),
+                       name="stuck.py")
     code, output = grade(chapter, "09", "--file", str(stuck), "--timeout", "2", timeout=40)
-    stopped = "wrong: grading stopped: took longer than 10 s (an endless loop the alarm could not stop?)"
-    assert verdicts(output) == {"double": "passed", "square_backward": stopped, "first_item": stopped}
+    assert verdicts(output) == {"double": "passed", "square_backward": KILLED, "first_item": KILLED}
     assert code == 1
 
 

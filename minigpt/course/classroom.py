@@ -12,6 +12,7 @@ tamper with its own result. `--same-process` grades trusted files in this proces
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import os
@@ -25,9 +26,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from minigpt.course.grading import (CHAPTERS_ENV, DEFAULT_TIMEOUT_S, NOT_ATTEMPTED, PASSED, WRONG,
-                                    ExerciseResult, find_chapter, format_report, grade_file, list_chapters,
-                                    summarise)
-from minigpt.course.stubs import exercise_names, make_stubs
+                                    ExerciseResult, chapter_exercises, find_chapter, format_report, grade_file,
+                                    list_chapters, summarise)
+from minigpt.course.stubs import make_stubs
 
 # A whole file (import and tests) gets 3x --timeout, at least 10 s for Python's start; honest
 # files take seconds, so only what the alarm cannot stop is killed: a loop in C, an ignored SIGALRM.
@@ -69,8 +70,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.list:
         for folder in list_chapters():
-            names = exercise_names((folder / "solutions.py").read_text(encoding="utf-8"))
-            print(f"{folder.name}: {', '.join(names)}")
+            print(f"{folder.name}: {', '.join(chapter_exercises(folder))}")
         return 0
     if not args.chapter:
         print("which chapter? e.g. python -m minigpt grade 02   (--list shows them)", file=sys.stderr)
@@ -82,8 +82,9 @@ def run(args) -> int:
         return 2
     if args.write_stubs:
         return _write_stubs(chapter, args.force)
+    exercises = chapter_exercises(chapter)
     if args.only:
-        unknown = set(args.only) - set(exercise_names((chapter / "solutions.py").read_text(encoding="utf-8")))
+        unknown = set(args.only) - set(exercises)
         if unknown:
             print(f"{chapter.name} has no exercise {', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
             return 2
@@ -91,7 +92,7 @@ def run(args) -> int:
     if args.in_process:
         return _grade_here(chapter, Path(requested[0]), args)
     try:
-        files, skipped = submitted_files(requested, exercise_names((chapter / "solutions.py").read_text(encoding="utf-8")))
+        files, skipped = submitted_files(requested, exercises)
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2
@@ -124,11 +125,12 @@ def run(args) -> int:
 def class_summary(graded: dict[str, list[ExerciseResult]]) -> str:
     """Per exercise, how many of the files passed it, and how many did not attempt it: where
     a class is stuck, at a glance."""
-    results_by_file = list(graded.values())
+    results_by_file = list(graded.values())  # every file's results list the same exercises, in order
+    width = max(len(r.name) for r in results_by_file[0])
     lines = ["Per exercise (passed / not attempted, of the files graded):"]
     for i, first in enumerate(results_by_file[0]):
         statuses = [results[i].status for results in results_by_file]
-        lines.append(f"  {first.number:<5} {first.name:<{max(len(r.name) for r in results_by_file[0])}}  "
+        lines.append(f"  {first.number:<5} {first.name:<{width}}  "
                      f"{statuses.count(PASSED):>3} / {statuses.count(NOT_ATTEMPTED):>3} of {len(statuses)}")
     return "\n".join(lines)
 
@@ -142,7 +144,7 @@ def submitted_files(paths, exercises) -> tuple[list[Path], int]:
     files, skipped = [], 0
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.py") if not any(map(_not_a_student_folder, p.parents[:-len(path.parents) - 1])))
+            found = sorted(p for p in path.rglob("*.py") if _in_student_folders(p, path))
             if not found:
                 raise FileNotFoundError(f"{path}: the folder holds no .py file")
             graded = [p for p in found if _defines_any(p, exercises)]
@@ -159,17 +161,19 @@ def submitted_files(paths, exercises) -> tuple[list[Path], int]:
     return unique, skipped
 
 
-def _not_a_student_folder(folder: Path) -> bool:
-    """Hidden folders (.ipynb_checkpoints), caches and virtual environments."""
-    return folder.name.startswith(".") or folder.name in ("__pycache__", "site-packages") or (
-        folder / "pyvenv.cfg").exists()
+def _in_student_folders(file: Path, top: Path) -> bool:
+    """No folder between top and the file is hidden (.ipynb_checkpoints), a cache or a
+    virtual environment."""
+    for folder in file.relative_to(top).parents[:-1]:  # (the last is ".", top itself)
+        if folder.name.startswith(".") or folder.name in ("__pycache__", "site-packages") or (
+                top / folder / "pyvenv.cfg").exists():
+            return False
+    return True
 
 
 def _defines_any(path: Path, names) -> bool:
     """Does the file define a function of one of these names at its top level? (A file that
     does not parse is graded: the report then says so.)"""
-    import ast
-
     try:
         tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
     except (SyntaxError, ValueError):

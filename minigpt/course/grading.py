@@ -137,7 +137,6 @@ class _Outcomes:
     def __init__(self, submission: Path, only, timeout_s: float, journal: Path | None = None):
         self.submission, self.only, self.timeout_s, self.journal = submission.resolve(), only, timeout_s, journal
         self.outcomes: list[tuple[str | None, str, str]] = []  # (exercise, status, message)
-        self.tests: list[str | None] | None = None  # the exercise of every test to run, once collected
 
     def _write(self, entry: dict) -> None:
         if self.journal:
@@ -147,8 +146,7 @@ class _Outcomes:
     def pytest_collection_modifyitems(self, items):
         if self.only:
             items[:] = [item for item in items if _exercise_of(item) in self.only]
-        self.tests = [_exercise_of(item) for item in items]
-        self._write({"tests": self.tests})
+        self._write({"tests": [_exercise_of(item) for item in items]})  # what a stopped grading had left to do
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
@@ -166,7 +164,8 @@ class _Outcomes:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
 
-    pytest_runtest_setup = pytest_runtest_call  # the setup too: the first test's setup imports the submission (fixture ex)
+    # The setup too: the first test's setup imports the submission (the fixture ex).
+    pytest_runtest_setup = pytest_runtest_call
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -198,9 +197,14 @@ def _where(error: BaseException, path: Path) -> str:
     return f" ({Path(path).name} line {lines[-1]})" if lines else ""
 
 
+def chapter_exercises(chapter: Path) -> list[str]:
+    """The names of the chapter's exercises, in order: the functions of its solutions.py."""
+    return exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
+
+
 def numbered_exercises(chapter: Path, only=None) -> list[tuple[str, str]]:
     """[("2.1", "softmax"), ...]: the exercises of the chapter's solutions.py, or those in `only`."""
-    names = exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
+    names = chapter_exercises(chapter)
     chapter_number = str(int(chapter.name.split("-")[0]))
     return [(f"{chapter_number}.{i}", name) for i, name in enumerate(names, start=1) if not only or name in only]
 
@@ -227,7 +231,7 @@ def grade_file(chapter: Path, path, only=None, timeout_s: float = DEFAULT_TIMEOU
     solutions.py. Raises KeyboardInterrupt if the grading was interrupted (Ctrl-C, or a
     submission that raised KeyboardInterrupt or called pytest.exit)."""
     path = Path(path)
-    names = exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
+    names = chapter_exercises(chapter)
     outcomes = _Outcomes(path, only, timeout_s, journal)
     args = [str(chapter / "test_exercises.py"), "-p", "no:cacheprovider", "-o", "addopts=",
             "--import-mode=importlib", "-q", "--tb=no", "--no-header", "-W", "ignore::DeprecationWarning"]
