@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -51,19 +52,38 @@ def grade(chapter: str, solutions: bool = False, file=None) -> dict[str, tuple[s
     return grade_many(chapter, [path])[str(path)]
 
 
+def flawed(answer, label: str, **flaws):
+    """A wrong answer made by switching on some of another's flaws: `answer` (named
+    <exercise>__<anything>) takes keyword arguments that each put one flaw in, so that one
+    function stands for several near-copies. The result is named <exercise>__<label>;
+    submission_with pastes `answer` and calls it with these keywords (literals: their repr
+    is pasted)."""
+    exercise = answer.__name__.partition("__")[0]
+    variant = functools.partial(answer, **flaws)
+    variant.__name__ = f"{exercise}__{label}"
+    return variant
+
+
 def submission_with(chapter: str, tmp_path: Path, *wrong_answers) -> Path:
     """A submission: the chapter's solutions with some functions replaced by wrong ones.
 
     A wrong answer is a function named `<exercise>__<what is wrong>`; it is appended to
-    the solutions under the exercise's name, so it replaces the right one."""
+    the solutions under the exercise's name, so it replaces the right one. (One made by
+    `flawed` is appended as its answer, plus the exercise calling it with its flaws.)"""
     folder = chapter_dir(chapter)
     parts = [(folder / "solutions.py").read_text(encoding="utf-8")]
     names = []
     for function in wrong_answers:
         exercise, _, label = function.__name__.partition("__")
         assert label, f"a wrong answer's name must be <exercise>__<label>, got {function.__name__}"
-        source = textwrap.dedent(inspect.getsource(function))
-        parts.append(source.replace(f"def {function.__name__}(", f"def {exercise}(", 1))
+        if isinstance(function, functools.partial):
+            flaws = ", ".join(f"{name}={value!r}" for name, value in function.keywords.items())
+            parts.append(textwrap.dedent(inspect.getsource(function.func)))
+            parts.append(f"def {exercise}(*args, **kwargs):\n"
+                         f"    return {function.func.__name__}(*args, **kwargs, {flaws})\n")
+        else:
+            source = textwrap.dedent(inspect.getsource(function))
+            parts.append(source.replace(f"def {function.__name__}(", f"def {exercise}(", 1))
         names.append(function.__name__)
     path = tmp_path / ("wrong-" + "-".join(names) + ".py")
     path.write_text("\n\n".join(parts), encoding="utf-8")

@@ -13,12 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from course_helpers import check_wrong_answers_are_caught, execute_notebook
+from course_helpers import check_wrong_answers_are_caught, execute_notebook, flawed
 from test_distributed import mpiexec
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
 # copy of solutions.py, so they may use only what it imports (np, math, time, GELU_COEFF,
-# GELU_CUBIC); helpers would not be pasted, so each answer is whole.
+# GELU_CUBIC); helpers would not be pasted, so each answer is whole, except the variants
+# made by `flawed` (one answer with a switch per flaw, pasted with it).
 
 GELU_COEFF, GELU_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
 
@@ -261,10 +262,13 @@ def ring_allreduce__np_sum(buffers):
                                             for r in range(N)]
 
 
-def ring_allreduce__all_gather_adds(buffers, gather_adds=True, extra_step=0, sent_count=None, in_place=False,
-                                    shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
+def ring_allreduce__with_flaws(buffers, gather_adds=False, extra_step=0, count="sent", in_place=False,
+                               shared=False):
+    """The ring done right, unless one of its flaws is switched on: the all-gather adds
+    instead of copying, a step too many, the elements sent counted another way than sent,
+    the inputs overwritten, one list shared by all ranks (see `flawed` below)."""
+    N, P = len(buffers), len(buffers[0])
+    chunks = np.array_split(np.arange(P), N)
     held = [np.array(b, copy=True) for b in buffers]
     sent = [0] * N
     for phase in ("reduce-scatter", "all-gather"):
@@ -282,154 +286,90 @@ def ring_allreduce__all_gather_adds(buffers, gather_adds=True, extra_step=0, sen
     if in_place:
         for b, h in zip(buffers, held):
             b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+    counted = {"sent": sent,
+               "as if P / N were whole": [2 * (N - 1) * (P // N)] * N,
+               "the reduce-scatter only": [(N - 1) * P // N] * N,
+               "the whole buffer every step": [2 * (N - 1) * P] * N}[count]
+    return ([held[0]] * N if shared else held), counted
 
 
-def ring_allreduce__one_step_too_many(buffers,
-                                      gather_adds=False, extra_step=1, sent_count=None, in_place=False, shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+ring_allreduce__all_gather_adds = flawed(ring_allreduce__with_flaws, "all_gather_adds", gather_adds=True)
+ring_allreduce__one_step_too_many = flawed(ring_allreduce__with_flaws, "one_step_too_many", extra_step=1)
+ring_allreduce__equal_chunks_assumed = flawed(ring_allreduce__with_flaws, "equal_chunks_assumed",
+                                              count="as if P / N were whole")
+ring_allreduce__reduce_scatter_counted_only = flawed(ring_allreduce__with_flaws, "reduce_scatter_counted_only",
+                                                     count="the reduce-scatter only")
+ring_allreduce__whole_buffer_every_step = flawed(ring_allreduce__with_flaws, "whole_buffer_every_step",
+                                                 count="the whole buffer every step")
+ring_allreduce__one_shared_result = flawed(ring_allreduce__with_flaws, "one_shared_result", shared=True)
+ring_allreduce__sums_in_place = flawed(ring_allreduce__with_flaws, "sums_in_place", in_place=True)
 
 
-def ring_allreduce__equal_chunks_assumed(buffers,
-                                         gather_adds=False, sent_count=lambda N, P: [2 * (N - 1) * (P // N)] * N,
-                                         extra_step=0, in_place=False, shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+# --- 6.7 step_time_line
 
 
-def ring_allreduce__reduce_scatter_counted_only(buffers,
-                                                gather_adds=False, sent_count=lambda N, P: [(N - 1) * P // N] * N,
-                                                extra_step=0, in_place=False, shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="median", order="interleaved",
+                               line="least squares", stopwatch="per call"):
+    """The measurement done right, unless one of its flaws is switched on (see `flawed`)."""
+    sizes = list(steps)
+    calls = [s for _ in range(rounds) for s in sizes] if order == "interleaved" else \
+        [s for s in sizes for _ in range(rounds)]
+    durations = {s: [] for s in sizes}
+    round_start = clock()
+    for n, size in enumerate(calls):
+        start = clock()
+        steps[size]()
+        durations[size].append(clock() - start)
+        if stopwatch == "per round" and (n + 1) % len(sizes) == 0:
+            now = clock()
+            for s in sizes:
+                durations[s][-1] = (now - round_start) / len(sizes)
+            round_start = now
+    pick = {"median": np.median, "mean": np.mean, "fastest": np.min}[summary]
+    medians = {s: float(pick(durations[s])) for s in sizes}
+    xs, ys = np.array(sizes, dtype=float), np.array([medians[s] for s in sizes])
+    if line == "least squares":
+        per_row, fixed = np.polyfit(xs, ys, 1)
+    elif line == "every call":
+        per_row, fixed = np.polyfit([s for s in sizes for _ in durations[s]], np.concatenate(
+            [durations[s] for s in sizes]), 1)
+    elif line == "end points":
+        low, high = np.argmin(xs), np.argmax(xs)
+        per_row = (ys[high] - ys[low]) / (xs[high] - xs[low])
+        fixed = ys[low] - per_row * xs[low]
+    elif line == "through the origin":
+        per_row, fixed = (xs * ys).sum() / (xs * xs).sum(), 0.0
+    else:  # "order swapped": np.polyfit's highest power comes first
+        fixed, per_row = np.polyfit(xs, ys, 1)
+    return float(fixed), float(per_row), medians
 
 
-def ring_allreduce__whole_buffer_every_step(buffers,
-                                            gather_adds=False, sent_count=lambda N, P: [2 * (N - 1) * P] * N,
-                                            extra_step=0, in_place=False, shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+step_time_line__mean_of_the_rounds = flawed(step_time_line__with_flaws, "mean_of_the_rounds", summary="mean")
+step_time_line__fastest_round = flawed(step_time_line__with_flaws, "fastest_round", summary="fastest")
+step_time_line__rounds_back_to_back = flawed(step_time_line__with_flaws, "rounds_back_to_back", order="blocked")
+step_time_line__fit_to_every_call = flawed(step_time_line__with_flaws, "fit_to_every_call", line="every call")
+step_time_line__line_through_the_end_points = flawed(step_time_line__with_flaws, "line_through_the_end_points",
+                                                     line="end points")
+step_time_line__line_through_the_origin = flawed(step_time_line__with_flaws, "line_through_the_origin",
+                                                 line="through the origin")
+step_time_line__polyfit_order_swapped = flawed(step_time_line__with_flaws, "polyfit_order_swapped",
+                                               line="order swapped")
+step_time_line__one_stopwatch_per_round = flawed(step_time_line__with_flaws, "one_stopwatch_per_round",
+                                                 stopwatch="per round")
 
 
-def ring_allreduce__one_shared_result(buffers,
-                                      gather_adds=False, shared=True, extra_step=0, sent_count=None, in_place=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
-
-
-def ring_allreduce__sums_in_place(buffers,
-                                  gather_adds=False, in_place=True, extra_step=0, sent_count=None, shared=False):
-    N = len(buffers)
-    chunks = np.array_split(np.arange(len(buffers[0])), N)
-    held = [np.array(b, copy=True) for b in buffers]
-    sent = [0] * N
-    for phase in ("reduce-scatter", "all-gather"):
-        for s in range(N - 1 + extra_step):
-            messages = []
-            for r in range(N):
-                c = (r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N
-                messages.append(((r + 1) % N, c, held[r][chunks[c]].copy()))
-                sent[r] += len(chunks[c])
-            for receiver, c, values in messages:
-                if phase == "reduce-scatter" or gather_adds:
-                    held[receiver][chunks[c]] += values
-                else:
-                    held[receiver][chunks[c]] = values
-    if in_place:
-        for b, h in zip(buffers, held):
-            b[:] = h
-    return ([held[0]] * N if shared else held), (sent if sent_count is None else sent_count(N, len(buffers[0])))
+def step_time_line__warms_up_first(steps, rounds, clock=time.perf_counter):
+    for step in steps.values():
+        step()  # untimed: but the steps were warmed up already, and the grader counts the calls
+    durations = {size: [] for size in steps}
+    for _ in range(rounds):
+        for size, step in steps.items():
+            start = clock()
+            step()
+            durations[size].append(clock() - start)
+    medians = {size: float(np.median(times)) for size, times in durations.items()}
+    per_row, fixed = np.polyfit(list(medians), list(medians.values()), 1)
+    return float(fixed), float(per_row), medians
 
 
 WRONG_ANSWERS = [
@@ -469,6 +409,15 @@ WRONG_ANSWERS = [
     ring_allreduce__whole_buffer_every_step,
     ring_allreduce__one_shared_result,
     ring_allreduce__sums_in_place,
+    step_time_line__mean_of_the_rounds,
+    step_time_line__fastest_round,
+    step_time_line__rounds_back_to_back,
+    step_time_line__fit_to_every_call,
+    step_time_line__line_through_the_end_points,
+    step_time_line__line_through_the_origin,
+    step_time_line__polyfit_order_swapped,
+    step_time_line__one_stopwatch_per_round,
+    step_time_line__warms_up_first,
 ]
 
 

@@ -1,6 +1,7 @@
 """Chapter 6 exercises: making it fast.
 
-Six exercises, in the order of the reading (chapters/06-making-it-fast/README.md):
+Seven exercises, in the order of the reading (chapters/06-making-it-fast/README.md), the
+seventh a measurement for section 6:
 
     6.1  median_time          an honest timer: warm-up calls, then the median of timed repeats
     6.2  step_flops           the FLOPs of one training step: 6 per weight per token, plus attention
@@ -8,6 +9,7 @@ Six exercises, in the order of the reading (chapters/06-making-it-fast/README.md
     6.4  bias_gelu_forward    a fused bias add + GELU: one pass, one array out
     6.5  bias_gelu_backward   its backward: dh and dbias from the pre-activation alone
     6.6  ring_allreduce       a ring all-reduce of N ranks' buffers, simulated, and what each rank sends
+    6.7  step_time_line       the fixed and the per-sequence cost of a step, measured in interleaved rounds
 
 Fill in the functions of exercises.py (this chapter's folder), replacing each
 `raise NotImplementedError(...)`, and keep their names and signatures. Grade them with
@@ -17,8 +19,8 @@ Fill in the functions of exercises.py (this chapter's folder), replacing each
 The grader checks each answer against minigpt's own code (minigpt.model.flops_per_token,
 minigpt.kernels.reference) or against first principles, on inputs this file does not
 show you: other sizes, models without biases, a tile larger than the matrix, one rank.
-The timer (6.1) is given a fake clock whose time moves only when the timed function runs,
-so its answer is exact. The backward pass (6.5) is graded against central finite
+The timers (6.1, 6.7) are given a fake clock whose time moves only when the timed function
+runs, so their answers are exact. The backward pass (6.5) is graded against central finite
 differences in float64 (relative error below 1e-7). The ring (6.6) is checked bit for
 bit in float32: the sums must be added in the ring's order, which is the point.
 Write the maths with NumPy yourself: calling the minigpt function an exercise is graded
@@ -175,4 +177,30 @@ def ring_allreduce(buffers):
                 else:
                     held[receiver][chunks[c]] = values  # the finished sum, passed along
     return held, sent
+    # END SOLUTION
+
+
+def step_time_line(steps, rounds, clock=time.perf_counter):
+    """Exercise 6.7: how much of a training step does not shrink with the batch.
+
+    steps is a dict {batch size: a function that runs one training step at that size},
+    its functions already warmed up. Call each exactly `rounds` times, in interleaved
+    rounds: every round calls every function once, in the dict's order, timing each call
+    on its own with clock() (read just before and just after it), so that a slow spell of
+    the machine falls on every batch size alike instead of on one. Take each batch size's
+    median over the rounds and fit a straight line to the (batch size, median) points by
+    least squares:  seconds per step ~ fixed + per_row * batch_size.
+    Return (fixed, per_row, medians): two Python floats, in clock units, and the dict
+    {batch size: its median}. rounds >= 1, at least two batch sizes."""
+    # BEGIN SOLUTION
+    # HINT: a list of durations per batch size, filled round by round; np.median of each, then np.polyfit(sizes, medians, 1)
+    durations = {size: [] for size in steps}
+    for _ in range(rounds):  # interleaved: one call of every size per round
+        for size, step in steps.items():
+            start = clock()
+            step()
+            durations[size].append(clock() - start)
+    medians = {size: float(np.median(times)) for size, times in durations.items()}
+    per_row, fixed = np.polyfit(list(medians), list(medians.values()), 1)  # highest power first
+    return float(fixed), float(per_row), medians
     # END SOLUTION

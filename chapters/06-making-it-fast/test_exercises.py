@@ -5,7 +5,9 @@ the timer against a fake clock whose durations the grader chose, the FLOPs again
 minigpt.model.flops_per_token, the tiled matmul against np.matmul with its products
 watched, the fused bias + GELU against minigpt.kernels.reference.gelu_forward and its
 backward against central finite differences, the ring against the sum of the buffers
-added in the ring's order and against the element count each rank must send."""
+added in the ring's order and against the element count each rank must send, the line of
+step times against the least-squares line, from its formula, through the medians of
+timings that the grader chose."""
 
 import math
 
@@ -274,3 +276,93 @@ def test_ring_allreduce_sums_in_the_rings_order_and_sends_what_a_ring_sends(ex, 
     checks.expect(isinstance(sent, (list, tuple)) and [int(s) for s in sent] == want,
                   f"{what}: elements sent per rank {list(sent) if isinstance(sent, (list, tuple)) else sent}, "
                   f"expected {want} (about 2 (N-1)/N x {P} each)")
+
+
+# --- 6.7 step_time_line ----------------------------------------------------------------------
+
+
+class FakeSteps:
+    """Steps of several batch sizes on one fake clock: the n-th call of the whole run takes
+    duration(batch size, n) seconds of clock time, and the order of the calls is kept."""
+
+    def __init__(self, sizes, duration):
+        self.clock = FakeClock([])
+        self.duration, self.order = duration, []
+        self.steps = {size: self.step_of(size) for size in sizes}
+
+    def step_of(self, size):
+        def step():
+            self.clock.now += self.duration(size, len(self.order))
+            self.order.append(size)
+        return step
+
+
+def curved_duration(size, n, slow_calls=range(6, 11), disturbed_call=13):
+    """A step time that is not quite a line (so the least-squares line is neither the line
+    through the end points nor one through the origin), a little different every call (so
+    the fastest call is not the median), with a slow spell of five calls in a row (three
+    times as long: interleaved rounds give no batch size more than two of them) and one
+    call ten times as long (it moves a mean, not a median)."""
+    seconds = 0.003 + 0.004 * size + 0.0002 * size**2
+    seconds *= 1.0 + 0.01 * ((7 * n) % 5)
+    if n in slow_calls:
+        seconds *= 3.0
+    return seconds * (10.0 if n == disturbed_call else 1.0)
+
+
+def least_squares_line(xs, ys):
+    """(intercept, slope) of the least-squares line: slope = cov(x, y) / var(x)."""
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    slope = ((xs - xs.mean()) * (ys - ys.mean())).sum() / ((xs - xs.mean()) ** 2).sum()
+    return float(ys.mean() - slope * xs.mean()), float(slope)
+
+
+STEP_LINE_CASES = [  # (what, batch sizes in the dict's order, rounds)
+    ("batch sizes 1, 2, 4, 8, 5 rounds", (1, 2, 4, 8), 5),
+    ("batch sizes 8, 1, 4 (in that order), 3 rounds", (8, 1, 4), 3),
+    ("batch sizes 2, 16, 1 round", (2, 16), 1),
+    ("batch sizes 1, 3, 5, 7, 9, 4 rounds (an even count)", (1, 3, 5, 7, 9), 4),
+]
+
+
+@exercise("step_time_line")
+@pytest.mark.parametrize("what, sizes, rounds", STEP_LINE_CASES)
+def test_step_time_line_fits_the_medians_of_interleaved_rounds(ex, what, sizes, rounds):
+    fake = FakeSteps(sizes, curved_duration)
+    got = ex.step_time_line(fake.steps, rounds, clock=fake.clock)
+    interleaved = list(sizes) * rounds
+    checks.expect(len(fake.order) == len(interleaved),
+                  f"with {what}: the steps were called {len(fake.order)} times, expected {len(interleaved)}: "
+                  f"{rounds} round(s) of one call per batch size, and no other call (they are warmed up already)")
+    checks.expect(fake.order == interleaved,
+                  f"with {what}: the steps were called in the order {fake.order}, expected {interleaved}: "
+                  f"{rounds} round(s), each calling every batch size once, in the dict's order")
+    checks.expect(isinstance(got, tuple) and len(got) == 3, "returned a " + type(got).__name__ +
+                  ", expected a tuple (fixed, per_row, medians)")
+    fixed, per_row, medians = got
+    checks.expect(isinstance(fixed, float) and isinstance(per_row, float),
+                  f"fixed and per_row are {type(fixed).__name__} and {type(per_row).__name__}, expected Python floats")
+    timed = {size: [curved_duration(size, n) for n in range(len(interleaved)) if interleaved[n] == size]
+             for size in sizes}
+    want_medians = {size: float(np.median(times)) for size, times in timed.items()}
+    checks.expect(isinstance(medians, dict) and sorted(medians) == sorted(sizes),
+                  f"with {what}: medians should be a dict keyed by the batch sizes {list(sizes)}, got {medians!r}")
+    for size in sizes:
+        checks.expect(math.isclose(medians[size], want_medians[size], rel_tol=1e-9),
+                      f"with {what}: batch size {size}: median {medians[size]:.9g}, expected {want_medians[size]:.9g} "
+                      f"(the median of its {rounds} timed call(s): {[round(t, 9) for t in timed[size]]})")
+    want_fixed, want_per_row = least_squares_line(list(want_medians), list(want_medians.values()))
+    checks.expect(math.isclose(per_row, want_per_row, rel_tol=1e-9) and math.isclose(fixed, want_fixed, rel_tol=1e-9),
+                  f"with {what}: fixed {fixed:.9g} and per_row {per_row:.9g}, expected {want_fixed:.9g} and "
+                  f"{want_per_row:.9g}: the least-squares line through the (batch size, median) points")
+
+
+@exercise("step_time_line")
+def test_step_time_line_uses_the_real_clock_by_default(ex):
+    calls = []
+    fixed, per_row, medians = ex.step_time_line({1: lambda: calls.append(1), 2: lambda: calls.append(2)}, 3)
+    checks.expect(calls == [1, 2] * 3, f"with the default clock: the steps were called in the order {calls}, "
+                  f"expected [1, 2, 1, 2, 1, 2]")
+    checks.expect(all(isinstance(v, float) and v >= 0.0 for v in medians.values()) and math.isfinite(fixed)
+                  and math.isfinite(per_row), f"with the default clock: returned {fixed!r}, {per_row!r}, "
+                  f"{medians!r}; expected finite floats and non-negative medians (seconds)")
