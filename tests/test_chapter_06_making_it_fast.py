@@ -309,9 +309,11 @@ ring_allreduce__sums_in_place = flawed(ring_allreduce__with_flaws, "sums_in_plac
 
 
 def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="median", order="interleaved",
-                               line="least squares", stopwatch="per call"):
+                               line="least squares", stopwatch="per call", warm_up=False):
     """The measurement done right, unless one of its flaws is switched on (see `flawed`)."""
     sizes = list(steps)
+    for size in sizes if warm_up else ():
+        steps[size]()  # untimed: but the steps were warmed up already, and the grader counts the calls
     calls = [s for _ in range(rounds) for s in sizes] if order == "interleaved" else \
         [s for s in sizes for _ in range(rounds)]
     durations = {s: [] for s in sizes}
@@ -356,20 +358,7 @@ step_time_line__polyfit_order_swapped = flawed(step_time_line__with_flaws, "poly
                                                line="order swapped")
 step_time_line__one_stopwatch_per_round = flawed(step_time_line__with_flaws, "one_stopwatch_per_round",
                                                  stopwatch="per round")
-
-
-def step_time_line__warms_up_first(steps, rounds, clock=time.perf_counter):
-    for step in steps.values():
-        step()  # untimed: but the steps were warmed up already, and the grader counts the calls
-    durations = {size: [] for size in steps}
-    for _ in range(rounds):
-        for size, step in steps.items():
-            start = clock()
-            step()
-            durations[size].append(clock() - start)
-    medians = {size: float(np.median(times)) for size, times in durations.items()}
-    per_row, fixed = np.polyfit(list(medians), list(medians.values()), 1)
-    return float(fixed), float(per_row), medians
+step_time_line__warms_up_first = flawed(step_time_line__with_flaws, "warms_up_first", warm_up=True)
 
 
 WRONG_ANSWERS = [
