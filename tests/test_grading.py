@@ -384,6 +384,25 @@ def test_write_stubs_never_overwrites_a_students_work_unless_forced(chapter):
     assert code == 0 and (chapter / "exercises.py").read_text() == make_stubs(SOLUTIONS)
 
 
+def test_grade_all_gives_a_line_per_chapter_of_where_the_student_is(chapter):
+    second = chapter.parent / "10-more"
+    second.mkdir()
+    for name in ("solutions.py", "exercises.py", "test_exercises.py"):
+        (second / name).write_text((chapter / name).read_text())
+    work = make_stubs(SOLUTIONS).replace("raise NotImplementedError('multiply by two')", "return 2 * x", 1)
+    work = work.replace("raise NotImplementedError('d(x^2)/dx = 2x')", "return x * dout", 1)
+    (chapter / "exercises.py").write_text(work)  # one right, one wrong, one untouched
+    code, output = grade(chapter, "all")
+    assert code == 1, output
+    assert "  09-testing  1 of 3 passed; wrong: 9.2 square_backward; not attempted: 9.3\n" in output
+    assert "  10-more     0 of 3 passed; none attempted yet\n" in output
+    assert output.rstrip().endswith("1 of 6 exercises passed.")
+    code, output = grade(chapter, "all", "--solutions")
+    assert code == 0 and "  10-more     3 of 3 passed\n" in output and "6 of 6 exercises passed." in output
+    code, output = grade(chapter, "all", "--report", "grades.csv")
+    assert code == 2 and "--report need(s) one chapter" in output
+
+
 def test_unknown_chapters_and_untagged_grader_tests_are_errors(chapter):
     code, output = grade(chapter, "42")
     assert code == 2 and "no chapter '42'" in output and "09-testing" in output

@@ -39,7 +39,9 @@ FILE_LIMIT_FACTOR, MIN_FILE_LIMIT_S = 3, 10.0
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("chapter", nargs="?", help="chapter number (e.g. 02) or folder name (02-attention)")
+    parser.add_argument("chapter", nargs="?",
+                        help="chapter number (e.g. 02) or folder name (02-attention); 'all': every chapter's "
+                             "exercises.py (or, with --solutions, solutions.py), a line each: where you are in the course")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--solutions", action="store_true", help="grade the reference answers (solutions.py)")
     which.add_argument("--file", nargs="+", metavar="PATH",
@@ -73,8 +75,10 @@ def run(args) -> int:
             print(f"{folder.name}: {', '.join(chapter_exercises(folder))}")
         return 0
     if not args.chapter:
-        print("which chapter? e.g. python -m minigpt grade 02   (--list shows them)", file=sys.stderr)
+        print("which chapter? e.g. python -m minigpt grade 02, or all   (--list shows them)", file=sys.stderr)
         return 2
+    if args.chapter == "all":
+        return grade_course(args)
     try:
         chapter = find_chapter(args.chapter)
     except FileNotFoundError as err:
@@ -120,6 +124,53 @@ def run(args) -> int:
     if args.report:
         print(f"results written to {args.report}")
     return 0 if all(r.status == PASSED for rs in graded.values() for r in rs) else 1
+
+
+def grade_course(args) -> int:
+    """`grade all`: every chapter's exercises.py (or solutions.py), each in a process of its
+    own as usual, summed up in a line per chapter: how many passed, which are wrong, which
+    are not attempted yet. The full report of a chapter is `grade NN`."""
+    refused = [flag for flag, on in (("--file", args.file), ("--write-stubs", args.write_stubs),
+                                     ("--only", args.only), ("--report", args.report)) if on]
+    if refused:
+        print(f"grade all grades every chapter's own file and prints a line each; {', '.join(refused)} "
+              f"need(s) one chapter: python -m minigpt grade NN ...", file=sys.stderr)
+        return 2
+    chapters = list_chapters()
+    if not chapters:
+        print("no chapters with a grader found", file=sys.stderr)
+        return 2
+    name = "solutions.py" if args.solutions else "exercises.py"
+    print(f"Grading every chapter's {name} (python -m minigpt grade NN shows one in full):", flush=True)
+    width = max(len(chapter.name) for chapter in chapters)
+    passed = total = 0
+    try:
+        for chapter in chapters:
+            results = (grade_file if args.same_process else grade_in_child)(chapter, chapter / name, None,
+                                                                            args.timeout)
+            passed += sum(r.status == PASSED for r in results)
+            total += len(results)
+            print(f"  {chapter.name:<{width}}  {course_line(results)}", flush=True)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {passed} of the {total} exercises graded so far passed", file=sys.stderr)
+        return 130
+    except RuntimeError as err:  # a chapter's grader itself cannot run
+        print(err, file=sys.stderr)
+        return 2
+    print(f"{passed} of {total} exercises passed.")
+    return 0 if passed == total else 1
+
+
+def course_line(results: list[ExerciseResult]) -> str:
+    """'5 of 7 passed; wrong: 1.3 train_bpe; not attempted: 1.6, 1.7'."""
+    line = f"{sum(r.status == PASSED for r in results)} of {len(results)} passed"
+    wrong = [f"{r.number} {r.name}" for r in results if r.status not in (PASSED, NOT_ATTEMPTED)]
+    untouched = [r.number for r in results if r.status == NOT_ATTEMPTED]
+    if wrong:
+        line += f"; wrong: {', '.join(wrong)}"
+    if untouched:
+        line += "; none attempted yet" if len(untouched) == len(results) else f"; not attempted: {', '.join(untouched)}"
+    return line
 
 
 def class_summary(graded: dict[str, list[ExerciseResult]]) -> str:
