@@ -88,6 +88,28 @@ def median_time__middle_element_of_an_even_count(fn, warmup, repeats, clock=time
     return float(sorted(durations)[repeats // 2])
 
 
+def median_time__rounded_to_milliseconds(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return round(float(np.median(durations)), 3)  # a microsecond kernel reads 0.0
+
+
+def median_time__perf_counter_instead_of_clock(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        durations.append(time.perf_counter() - start)
+    return float(np.median(durations))
+
+
 # --- 6.2 step_flops (N = the weights counted; each answer counts them its own way)
 
 
@@ -317,11 +339,12 @@ def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="
     calls = [s for _ in range(rounds) for s in sizes] if order == "interleaved" else \
         [s for s in sizes for _ in range(rounds)]
     durations = {s: [] for s in sizes}
-    round_start = clock()
+    read = time.perf_counter if stopwatch == "perf_counter" else clock
+    round_start = clock() if stopwatch == "per round" else None
     for n, size in enumerate(calls):
-        start = clock()
+        start = read()
         steps[size]()
-        durations[size].append(clock() - start)
+        durations[size].append(read() - start)
         if stopwatch == "per round" and (n + 1) % len(sizes) == 0:
             now = clock()
             for s in sizes:
@@ -359,6 +382,8 @@ step_time_line__polyfit_order_swapped = flawed(step_time_line__with_flaws, "poly
 step_time_line__one_stopwatch_per_round = flawed(step_time_line__with_flaws, "one_stopwatch_per_round",
                                                  stopwatch="per round")
 step_time_line__warms_up_first = flawed(step_time_line__with_flaws, "warms_up_first", warm_up=True)
+step_time_line__perf_counter_instead_of_clock = flawed(step_time_line__with_flaws, "perf_counter_instead_of_clock",
+                                                       stopwatch="perf_counter")
 
 
 WRONG_ANSWERS = [
@@ -368,6 +393,8 @@ WRONG_ANSWERS = [
     median_time__one_stopwatch_for_all_repeats,
     median_time__one_warmup_call_too_few,
     median_time__middle_element_of_an_even_count,
+    median_time__rounded_to_milliseconds,
+    median_time__perf_counter_instead_of_clock,
     step_flops__forward_only,
     step_flops__counts_the_position_embeddings,
     step_flops__no_attention_term,
@@ -407,6 +434,7 @@ WRONG_ANSWERS = [
     step_time_line__polyfit_order_swapped,
     step_time_line__one_stopwatch_per_round,
     step_time_line__warms_up_first,
+    step_time_line__perf_counter_instead_of_clock,
 ]
 
 

@@ -131,4 +131,4 @@ def step_time_line(steps, rounds, clock=time.perf_counter):
     least squares:  seconds per step ~ fixed + per_row * batch_size.
     Return (fixed, per_row, medians): two Python floats, in clock units, and the dict
     {batch size: its median}. rounds >= 1, at least two batch sizes."""
-    raise NotImplementedError('a list of durations per batch size, filled round by round; np.median of each, then np.polyfit(sizes, medians, 1)')
+    raise NotImplementedError('a list of durations per batch size, filled round by round; np.median of each; np.polyfit(sizes, medians, 1) returns the slope first')

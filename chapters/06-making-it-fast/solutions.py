@@ -193,7 +193,7 @@ def step_time_line(steps, rounds, clock=time.perf_counter):
     Return (fixed, per_row, medians): two Python floats, in clock units, and the dict
     {batch size: its median}. rounds >= 1, at least two batch sizes."""
     # BEGIN SOLUTION
-    # HINT: a list of durations per batch size, filled round by round; np.median of each, then np.polyfit(sizes, medians, 1)
+    # HINT: a list of durations per batch size, filled round by round; np.median of each; np.polyfit(sizes, medians, 1) returns the slope first
     durations = {size: [] for size in steps}
     for _ in range(rounds):  # interleaved: one call of every size per round
         for size, step in steps.items():
