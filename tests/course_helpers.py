@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
@@ -58,10 +59,24 @@ def flawed(answer, label: str, **flaws):
     function stands for several near-copies. The result is named <exercise>__<label>;
     submission_with pastes `answer` and calls it with these keywords (literals: their repr
     is pasted)."""
-    exercise = answer.__name__.partition("__")[0]
+    exercise, _, rest = answer.__name__.partition("__")
+    assert rest, f"flawed: the answer's name must be <exercise>__<anything>, got {answer.__name__}"
+    parameters = inspect.signature(answer).parameters
+    for name, value in flaws.items():  # a flaw that is no flaw would make a "caught" that proves nothing
+        assert name in parameters, f"flawed: {answer.__name__} has no switch {name!r}"
+        assert value != parameters[name].default, f"flawed: {name}={value!r} is {answer.__name__}'s default"
+        assert _pastable(value), f"flawed: {name}={value!r} cannot be pasted as a literal"
     variant = functools.partial(answer, **flaws)
     variant.__name__ = f"{exercise}__{label}"
     return variant
+
+
+def _pastable(value) -> bool:
+    """Whether repr(value), pasted into a file, is the same value again (a literal)."""
+    try:
+        return ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        return False
 
 
 def submission_with(chapter: str, tmp_path: Path, *wrong_answers) -> Path:

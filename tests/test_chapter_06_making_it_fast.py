@@ -336,8 +336,8 @@ def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="
     sizes = list(steps)
     for size in sizes if warm_up else ():
         steps[size]()  # untimed: but the steps were warmed up already, and the grader counts the calls
-    calls = [s for _ in range(rounds) for s in sizes] if order == "interleaved" else \
-        [s for s in sizes for _ in range(rounds)]
+    calls = {"interleaved": [s for _ in range(rounds) for s in sizes],
+             "back to back": [s for s in sizes for _ in range(rounds)]}[order]
     durations = {s: [] for s in sizes}
     read = time.perf_counter if stopwatch == "perf_counter" else clock
     round_start = clock() if stopwatch == "per round" else None
@@ -364,14 +364,16 @@ def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="
         fixed = ys[low] - per_row * xs[low]
     elif line == "through the origin":
         per_row, fixed = (xs * ys).sum() / (xs * xs).sum(), 0.0
-    else:  # "order swapped": np.polyfit's highest power comes first
+    elif line == "order swapped":  # np.polyfit's highest power comes first
         fixed, per_row = np.polyfit(xs, ys, 1)
+    else:
+        raise ValueError(f"no such flaw: line={line!r}")
     return float(fixed), float(per_row), medians
 
 
 step_time_line__mean_of_the_rounds = flawed(step_time_line__with_flaws, "mean_of_the_rounds", summary="mean")
 step_time_line__fastest_round = flawed(step_time_line__with_flaws, "fastest_round", summary="fastest")
-step_time_line__rounds_back_to_back = flawed(step_time_line__with_flaws, "rounds_back_to_back", order="blocked")
+step_time_line__rounds_back_to_back = flawed(step_time_line__with_flaws, "rounds_back_to_back", order="back to back")
 step_time_line__fit_to_every_call = flawed(step_time_line__with_flaws, "fit_to_every_call", line="every call")
 step_time_line__line_through_the_end_points = flawed(step_time_line__with_flaws, "line_through_the_end_points",
                                                      line="end points")

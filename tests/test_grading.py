@@ -384,11 +384,16 @@ def test_write_stubs_never_overwrites_a_students_work_unless_forced(chapter):
     assert code == 0 and (chapter / "exercises.py").read_text() == make_stubs(SOLUTIONS)
 
 
+def copy_chapter(chapter, name):
+    folder = chapter.parent / name
+    folder.mkdir()
+    for file in ("solutions.py", "exercises.py", "test_exercises.py"):
+        (folder / file).write_text((chapter / file).read_text())
+    return folder
+
+
 def test_grade_all_gives_a_line_per_chapter_of_where_the_student_is(chapter):
-    second = chapter.parent / "10-more"
-    second.mkdir()
-    for name in ("solutions.py", "exercises.py", "test_exercises.py"):
-        (second / name).write_text((chapter / name).read_text())
+    copy_chapter(chapter, "10-more")
     work = make_stubs(SOLUTIONS).replace("raise NotImplementedError('multiply by two')", "return 2 * x", 1)
     work = work.replace("raise NotImplementedError('d(x^2)/dx = 2x')", "return x * dout", 1)
     (chapter / "exercises.py").write_text(work)  # one right, one wrong, one untouched
@@ -399,8 +404,24 @@ def test_grade_all_gives_a_line_per_chapter_of_where_the_student_is(chapter):
     assert output.rstrip().endswith("1 of 6 exercises passed.")
     code, output = grade(chapter, "all", "--solutions")
     assert code == 0 and "  10-more     3 of 3 passed\n" in output and "6 of 6 exercises passed." in output
-    code, output = grade(chapter, "all", "--report", "grades.csv")
-    assert code == 2 and "--report need(s) one chapter" in output
+    for flag in (["--report", "grades.csv"], ["--only", "double"], ["--file", str(chapter / "solutions.py")]):
+        code, output = grade(chapter, "all", *flag)
+        assert code == 2 and f"for {flag[0]} name one chapter" in output, output
+
+
+def test_grade_all_goes_on_past_a_chapter_it_cannot_grade(chapter):
+    (copy_chapter(chapter, "10-broken") / "exercises.py").write_text("def double(x):\n    return 2 *\n")
+    (copy_chapter(chapter, "11-missing") / "exercises.py").unlink()
+    with open(copy_chapter(chapter, "12-bad-grader") / "test_exercises.py", "a") as f:
+        f.write("\ndef test_without_a_mark(ex):\n    pass\n")
+    copy_chapter(chapter, "13-last")
+    code, output = grade(chapter, "all")
+    assert code == 2, output
+    assert "  10-broken      0 of 3 passed; every exercise wrong: exercises.py does not import: SyntaxError" in output
+    assert "  11-missing     no exercises.py (python -m minigpt grade 11 --write-stubs makes it)\n" in output
+    assert "  12-bad-grader  its grader cannot run: " in output and "not marked with an exercise" in output
+    assert "  13-last        0 of 3 passed; none attempted yet\n" in output
+    assert output.rstrip().endswith("0 of 9 exercises passed; 2 chapter(s) not graded.")
 
 
 def test_unknown_chapters_and_untagged_grader_tests_are_errors(chapter):

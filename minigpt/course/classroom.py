@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from minigpt.course.grading import (CHAPTERS_ENV, DEFAULT_TIMEOUT_S, NOT_ATTEMPTED, PASSED, WRONG,
+from minigpt.course.grading import (CHAPTERS_ENV, DEFAULT_TIMEOUT_S, NO_TEST, NOT_ATTEMPTED, PASSED, WRONG,
                                     ExerciseResult, chapter_exercises, find_chapter, format_report, grade_file,
                                     list_chapters, summarise)
 from minigpt.course.stubs import make_stubs
@@ -129,14 +129,19 @@ def run(args) -> int:
 def grade_course(args) -> int:
     """`grade all`: every chapter's exercises.py (or solutions.py), each in a process of its
     own as usual, summed up in a line per chapter: how many passed, which are wrong, which
-    are not attempted yet. The full report of a chapter is `grade NN`."""
+    are not attempted yet. The full report of a chapter is `grade NN`. A chapter whose file
+    is missing, or whose grader cannot run, says so in its line and the others are graded."""
     refused = [flag for flag, on in (("--file", args.file), ("--write-stubs", args.write_stubs),
                                      ("--only", args.only), ("--report", args.report)) if on]
     if refused:
-        print(f"grade all grades every chapter's own file and prints a line each; {', '.join(refused)} "
-              f"need(s) one chapter: python -m minigpt grade NN ...", file=sys.stderr)
+        print(f"grade all grades every chapter's own file and prints a line each; for {', '.join(refused)} "
+              f"name one chapter: python -m minigpt grade NN ...", file=sys.stderr)
         return 2
-    chapters = list_chapters()
+    try:
+        chapters = list_chapters()
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
     if not chapters:
         print("no chapters with a grader found", file=sys.stderr)
         return 2
@@ -144,32 +149,46 @@ def grade_course(args) -> int:
     print(f"Grading every chapter's {name} (python -m minigpt grade NN shows one in full):", flush=True)
     width = max(len(chapter.name) for chapter in chapters)
     passed = total = 0
+    broken = []  # chapters that could not be graded
     try:
         for chapter in chapters:
-            results = (grade_file if args.same_process else grade_in_child)(chapter, chapter / name, None,
-                                                                            args.timeout)
-            passed += sum(r.status == PASSED for r in results)
-            total += len(results)
-            print(f"  {chapter.name:<{width}}  {course_line(results)}", flush=True)
+            if not (chapter / name).is_file():
+                line = f"no {name}" + (f" (python -m minigpt grade {chapter.name[:2]} --write-stubs makes it)"
+                                       if name == "exercises.py" else "")
+                broken.append(chapter)
+            else:
+                try:
+                    results = (grade_file if args.same_process else grade_in_child)(chapter, chapter / name, None,
+                                                                                    args.timeout)
+                    passed += sum(r.status == PASSED for r in results)
+                    total += len(results)
+                    line = course_line(results)
+                except RuntimeError as err:  # the chapter's grader itself cannot run
+                    line = f"its grader cannot run: {str(err).splitlines()[0]}"
+                    broken.append(chapter)
+            print(f"  {chapter.name:<{width}}  {line}", flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {passed} of the {total} exercises graded so far passed", file=sys.stderr)
         return 130
-    except RuntimeError as err:  # a chapter's grader itself cannot run
-        print(err, file=sys.stderr)
-        return 2
-    print(f"{passed} of {total} exercises passed.")
-    return 0 if passed == total else 1
+    print(f"{passed} of {total} exercises passed" + (f"; {len(broken)} chapter(s) not graded." if broken else "."))
+    return 2 if broken else 0 if passed == total else 1
 
 
 def course_line(results: list[ExerciseResult]) -> str:
-    """'5 of 7 passed; wrong: 1.3 train_bpe; not attempted: 1.6, 1.7'."""
+    """'5 of 7 passed; wrong: 1.3 train_bpe; not attempted: 1.6, 1.7'. When every exercise
+    failed for one reason (the file does not import, its grading was stopped), the reason."""
     line = f"{sum(r.status == PASSED for r in results)} of {len(results)} passed"
-    wrong = [f"{r.number} {r.name}" for r in results if r.status not in (PASSED, NOT_ATTEMPTED)]
-    untouched = [r.number for r in results if r.status == NOT_ATTEMPTED]
-    if wrong:
-        line += f"; wrong: {', '.join(wrong)}"
-    if untouched:
-        line += "; none attempted yet" if len(untouched) == len(results) else f"; not attempted: {', '.join(untouched)}"
+    wrong = [r for r in results if r.status == WRONG]
+    if len(wrong) == len(results) > 1 and len({r.message for r in wrong}) == 1:
+        return f"{line}; every exercise wrong: {wrong[0].message}"
+    for label, status, show in (("wrong", WRONG, lambda r: f"{r.number} {r.name}"),
+                                ("no grader test", NO_TEST, lambda r: r.number),
+                                ("not attempted", NOT_ATTEMPTED, lambda r: r.number)):
+        listed = [show(r) for r in results if r.status == status]
+        if status == NOT_ATTEMPTED and len(listed) == len(results):
+            line += "; none attempted yet"
+        elif listed:
+            line += f"; {label}: {', '.join(listed)}"
     return line
 
 
