@@ -10,6 +10,7 @@ import json
 import pytest
 
 from course_helpers import CHAPTERS, NOTEBOOKS, ROOT, grade
+from minigpt.course.grading import graded_exercise_names
 from minigpt.course.stubs import exercise_names, make_stubs
 
 CHAPTER_DIRS = sorted(p for p in CHAPTERS.glob("[0-9][0-9]-*") if p.is_dir())
@@ -37,6 +38,12 @@ def test_the_stubs_are_generated_from_the_solutions(chapter):
     stubs = make_stubs((chapter / "solutions.py").read_text(), "solutions.py")
     assert (chapter / "exercises.py").read_text() == stubs, (
         f"{chapter.name}/exercises.py is out of date: python -m minigpt grade {chapter.name[:2]} --write-stubs --force")
+
+
+def test_the_grader_marks_the_exercises_in_the_order_of_the_solutions(chapter):
+    # a students' copy of the course without solutions.py numbers its exercises from these marks
+    assert graded_exercise_names((chapter / "test_exercises.py").read_text()) == \
+        exercise_names((chapter / "solutions.py").read_text())
 
 
 def test_the_solutions_pass_every_exercise(chapter):

@@ -424,6 +424,18 @@ def test_grade_all_goes_on_past_a_chapter_it_cannot_grade(chapter):
     assert output.rstrip().endswith("0 of 9 exercises passed; 2 chapter(s) not graded.")
 
 
+def test_a_students_copy_without_solutions_is_graded_the_same(chapter, tmp_path):
+    wrong = submission(tmp_path, "def double(x):\n    return 3 * x\n")
+    _, with_solutions = grade(chapter, "09", "--file", str(wrong))
+    (chapter / "solutions.py").unlink()  # the exercise list now comes from the grader's marks
+    code, output = grade(chapter, "09", "--file", str(wrong))
+    assert code == 1 and verdicts(output) == verdicts(with_solutions)
+    assert list(verdicts(output)) == ["double", "square_backward", "first_item"] and "9.3   first_item" in output
+    for flag in ("--solutions", "--write-stubs"):
+        code, output = grade(chapter, "09", flag)
+        assert code == 2 and "has no solutions.py here" in output, output
+
+
 def test_unknown_chapters_and_untagged_grader_tests_are_errors(chapter):
     code, output = grade(chapter, "42")
     assert code == 2 and "no chapter '42'" in output and "09-testing" in output

@@ -84,6 +84,10 @@ def run(args) -> int:
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2
+    if (args.solutions or args.write_stubs) and not (chapter / "solutions.py").is_file():
+        print(f"{chapter.name} has no solutions.py here (a students' copy of the course?): --solutions and "
+              f"--write-stubs need it", file=sys.stderr)
+        return 2
     if args.write_stubs:
         return _write_stubs(chapter, args.force)
     exercises = chapter_exercises(chapter)

@@ -19,6 +19,7 @@ a process of its own and writes the grade book, is classroom.py.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import io
@@ -198,8 +199,23 @@ def _where(error: BaseException, path: Path) -> str:
 
 
 def chapter_exercises(chapter: Path) -> list[str]:
-    """The names of the chapter's exercises, in order: the functions of its solutions.py."""
-    return exercise_names((chapter / "solutions.py").read_text(encoding="utf-8"))
+    """The names of the chapter's exercises, in order: the functions of its solutions.py, or,
+    in a students' copy of the course without it, the exercises its grader's tests are
+    marked with (@exercise("name")), in the order they first appear."""
+    solutions = chapter / "solutions.py"
+    if solutions.is_file():
+        return exercise_names(solutions.read_text(encoding="utf-8"))
+    return graded_exercise_names((chapter / "test_exercises.py").read_text(encoding="utf-8"))
+
+
+def graded_exercise_names(grader_source: str) -> list[str]:
+    """The names in the grader's @exercise("name") marks, each once, in order of appearance."""
+    names = []
+    for node in ast.walk(ast.parse(grader_source)):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "exercise" and node.args
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value not in names):
+            names.append(node.args[0].value)
+    return names
 
 
 def numbered_exercises(chapter: Path, only=None) -> list[tuple[str, str]]:
