@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from minigpt.course.stubs import StubError, exercise_names, make_stubs
@@ -455,3 +456,19 @@ def test_expect_equal_names_what_differs():
                                (5, 6, "ids: got 5, expected 6")]:
         with pytest.raises(Wrong, match=message.replace("(", r"\(")):
             expect_equal("ids", got, want)
+
+
+def test_a_gradient_check_sees_float32_a_dout_written_into_and_tiny_differences(chapter, tmp_path):
+    rounded = submission(tmp_path, "def square_backward(dout, x):\n    return (2 * x * dout).astype(np.float32)\n",
+                         name="rounded.py")  # off by ~3e-8 only: under the bar, but float32
+    in_place = submission(tmp_path, "def square_backward(dout, x):\n    dout *= 2\n    return x * dout\n",
+                          name="in_place.py")  # right for the dout it was given, which it doubled
+    code, output = grade(chapter, "09", "--file", str(rounded), str(in_place), "--only", "square_backward")
+    reports = output.split("Grading ")
+    assert "wrong: dx: dtype float32, expected float64" in reports[1]
+    assert "wrong: backward changed dout, its upstream gradient, in place" in reports[2]
+
+    from minigpt.course.checks import Wrong, expect_close
+
+    with pytest.raises(Wrong, match=r"1\.51011002, expected 1\.51011006\)"):  # not '1.51011, expected 1.51011'
+        expect_close("x", np.array([1.51011002]), np.array([1.51011006]), bar=1e-9)

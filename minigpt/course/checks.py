@@ -11,6 +11,8 @@ much, and what the bar is; the grade report shows that message as it is.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from minigpt.gradcheck import numerical_gradient, rel_error
@@ -56,8 +58,16 @@ def expect_close(what: str, got, want, bar: float = 1e-6) -> None:
     error = rel_error(got, want)
     if not error < bar:
         worst = np.unravel_index(np.argmax(np.abs(got - want)), want.shape) if want.ndim else ()
-        where = f" (worst at index {tuple(int(i) for i in worst)}: {got[worst]:.6g}, expected {want[worst]:.6g})"
+        digits = _digits_to_tell_apart(error)
+        where = (f" (worst at index {tuple(int(i) for i in worst)}: {got[worst]:.{digits}g}, "
+                 f"expected {want[worst]:.{digits}g})")
         raise Wrong(f"{what}: relative error {error:.1e} from the expected values, bar {bar:g}{where}")
+
+
+def _digits_to_tell_apart(error: float) -> int:
+    """Significant digits that show two numbers this far apart as different (6 at least):
+    '1.51011, expected 1.51011' tells a student nothing."""
+    return int(min(17, max(6, 3 - np.floor(np.log10(max(error, 1e-17))))))
 
 
 def expect_equal(what: str, got, want) -> None:
@@ -89,13 +99,21 @@ def expect_gradients(forward, backward, args, names, bar: float = 1e-7, seed: in
     args = [np.array(a, dtype=np.float64) if isinstance(a, np.ndarray) else a for a in args]
     out, cache = forward(*args)
     dout = np.random.default_rng(seed).standard_normal(np.shape(out))
-    grads = backward(dout, cache)
+    # The answer gets copies, so that one that writes into dout or its cache is still
+    # compared with the gradient of the loss it was given (and told about dout).
+    given_dout = dout.copy()
+    grads = backward(given_dout, copy.deepcopy(cache))
+    expect(np.array_equal(given_dout, dout),
+           "backward changed dout, its upstream gradient, in place: a model passes the same dout on to other "
+           "layers (a residual connection gives it to two branches), so a backward must only read it")
     if not isinstance(grads, (tuple, list)):
         grads = (grads,)
     expect(len(grads) == len(names),
            f"backward returned {len(grads)} value(s), expected {len(names)} ({', '.join(names)})")
     for position, (name, grad) in enumerate(zip(names, grads)):
-        expect_array(name, grad, shape=np.shape(args[position]))
+        # float64 in, float64 out: a gradient computed in float32 is off by ~1e-8, under the
+        # bar, so only its dtype shows it
+        expect_array(name, grad, shape=np.shape(args[position]), dtype=np.float64)
         numeric = numerical_gradient(lambda: np.sum(forward(*args)[0] * dout), args[position], h)
         error = rel_error(grad, numeric)
         if not error < bar:
