@@ -397,6 +397,79 @@ def stream_std_through_depth__post_ln_wiring(n_layer, n_embd, gpt2_scaling, seed
     return np.array([stack_forward(x0, params, l, 2, "post-LN")[0].std() for l in range(n_layer + 1)])
 
 
+# Added after an adversarial audit: float32 whatever the input (float64 gradients rounded to
+# float32 are off by ~3e-8, under the finite-difference bar), float32 sums cast back, a NumPy
+# integer for a Python int, a model kept between calls and scaled in place, a float32 model.
+
+
+def embedding_backward__always_float32(dout, idx, vocab_size, block_size):
+    B, T, C = dout.shape
+    dwte = np.zeros((vocab_size, C), dtype=np.float32)  # should be dout.dtype
+    np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))
+    dwpe = np.zeros((block_size, C), dtype=np.float32)
+    dwpe[:T] = dout.sum(axis=0)
+    return dwte, dwpe
+
+
+def embedding_backward__float32_sums_cast_back(dout, idx, vocab_size, block_size):
+    B, T, C = dout.shape
+    dwte = np.zeros((vocab_size, C), dtype=np.float32)
+    np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))
+    dwpe = np.zeros((block_size, C), dtype=np.float32)
+    dwpe[:T] = dout.sum(axis=0)
+    return dwte.astype(dout.dtype), dwpe.astype(dout.dtype)  # the right dtype, float32's precision
+
+
+def layernorm_backward__always_float32(dout, x, weight):
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+    xhat, g = (x - mean) * rstd, dout * weight
+    rows = tuple(range(dout.ndim - 1))
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx.astype(np.float32), (dout * xhat).sum(rows).astype(np.float32), dout.sum(rows).astype(np.float32)
+
+
+def gelu_backward__always_float32(dout, x):
+    c = math.sqrt(2 / math.pi)
+    t = np.tanh(c * (x + 0.044715 * x**3))
+    return (dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x**2))).astype(np.float32)
+
+
+def count_params__numpy_int64(vocab_size, block_size, n_layer, n_embd, bias=True):
+    C = n_embd
+    b = 1 if bias else 0
+    block = 2 * (C + b * C) + 12 * C * C + b * 9 * C
+    return np.int64(vocab_size * C + block_size * C + n_layer * block + C + b * C)  # a Python int is asked for
+
+
+def stream_std_through_depth__model_kept_and_scaled_in_place(n_layer, n_embd, gpt2_scaling, seed=0, _kept={}):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    if (n_layer, n_embd, seed) not in _kept:  # one model per configuration, reused by later calls
+        config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+        _kept[n_layer, n_embd, seed] = GPT(config, seed=seed, dtype=np.float64).params
+    params = _kept[n_layer, n_embd, seed]
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= math.sqrt(2 * n_layer)  # and the kept model stays scaled
+    x0 = np.random.default_rng([seed, 1]).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
+
+
+def stream_std_through_depth__float32_model(n_layer, n_embd, gpt2_scaling, seed=0):
+    from minigpt.model import GPT, GPTConfig
+    from minigpt.residual import stack_forward
+    config = GPTConfig(vocab_size=2, block_size=8, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    params = GPT(config, seed=seed).params  # GPT's default dtype, float32
+    if not gpt2_scaling:
+        for name in params:
+            if name.endswith("c_proj.weight"):
+                params[name] *= math.sqrt(2 * n_layer)
+    x0 = np.random.default_rng([seed, 1]).standard_normal((2, 8, n_embd))
+    return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
+
+
 WRONG_ANSWERS = [
     embedding_backward__fancy_index_plus_equals, embedding_backward__assignment_instead_of_accumulation,
     embedding_backward__dwpe_from_the_first_sequence_only, embedding_backward__dwpe_only_T_rows,
@@ -421,6 +494,9 @@ WRONG_ANSWERS = [
     stream_std_through_depth__ignores_the_flag, stream_std_through_depth__undoes_by_2_n_layer,
     stream_std_through_depth__scales_every_projection, stream_std_through_depth__skips_the_input,
     stream_std_through_depth__mean_of_the_rows_stds, stream_std_through_depth__post_ln_wiring,
+    embedding_backward__always_float32, embedding_backward__float32_sums_cast_back,
+    layernorm_backward__always_float32, gelu_backward__always_float32, count_params__numpy_int64,
+    stream_std_through_depth__model_kept_and_scaled_in_place, stream_std_through_depth__float32_model,
 ]  # fmt: skip
 
 
