@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import data_file
-from course_helpers import check_wrong_answers_are_caught, execute_notebook, grade, submission_with
+from course_helpers import check_wrong_answers_are_caught, execute_notebook, flawed, grade, submission_with
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
 # copy of solutions.py, so they may use only what it imports (np, math, IGNORE_INDEX).
@@ -509,6 +509,153 @@ def positions_processed__forgets_to_restore(model, prompt, max_new_tokens, use_c
     generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
     return counted
 
+
+# --- added after the audit of chapter 4's grader: uneven masking, a non-negative
+# ignore_index, large logits in the backward pass, dtypes, hard-coded hyperparameters,
+# ties and exact sums in the nucleus, a generate that raises, NumPy scalars
+
+
+def lm_loss__mean_of_sequence_means(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    t = np.asarray(targets).reshape(-1, np.shape(targets)[-1])  # (rows, T)
+    z = np.asarray(logits, dtype=np.float64).reshape(t.shape + (V,))
+    shifted = z - z.max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    counted = t != ignore_index
+    picked = np.take_along_axis(logp, np.where(counted, t, 0)[..., None], -1)[..., 0]
+    means = [-picked[b][counted[b]].mean() for b in range(len(t)) if counted[b].any()]  # each row, then the rows
+    return float(np.mean(means)) if means else 0.0
+
+def lm_loss__mask_negative_targets(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t >= 0  # "ignored targets are negative": wrong for ignore_index=0
+    if not counted.any():
+        return 0.0
+    shifted = z[counted] - z[counted].max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-logp[np.arange(counted.sum()), t[counted]].mean())
+
+def lm_loss__returns_numpy_float(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return np.float64(0.0)
+    shifted = z[counted] - z[counted].max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return -logp[np.arange(counted.sum()), t[counted]].mean()  # a numpy.float64, not float(...)
+
+def lm_loss_backward__flawed(logits, targets, ignore_index=IGNORE_INDEX, counted_if_non_negative=False,
+                             no_max_shift=False, compute_dtype="float64", out_dtype=None):
+    """The solution, with switches (see `flawed`) for the flaws below."""
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=compute_dtype).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t >= 0 if counted_if_non_negative else t != ignore_index
+    dz = np.zeros_like(z)
+    rows = np.nonzero(counted)[0]
+    with np.errstate(all="ignore"):
+        e = np.exp(z[rows] if no_max_shift else z[rows] - z[rows].max(axis=-1, keepdims=True))
+        dz[rows] = e / e.sum(axis=-1, keepdims=True)
+    dz[rows, t[rows]] -= 1.0
+    return (dz / max(len(rows), 1)).reshape(np.shape(logits)).astype(out_dtype or logits.dtype)
+
+def adamw_step__hard_coded_betas_eps(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    beta1, beta2, eps = 0.9, 0.95, 1e-8  # nanoGPT's values, whatever the arguments say
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * grads * grads
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return params - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * decay_mask * params), m, v
+
+def adamw_step__beta2_hard_coded(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step):
+    m = beta1 * m + (1 - beta1) * grads
+    v = 0.95 * v + (1 - 0.95) * grads * grads  # beta2 ignored
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - 0.95**step)
+    return params - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * decay_mask * params), m, v
+
+def learning_rate__returns_numpy_float(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return np.float64(lr * (it + 1) / (warmup + 1))
+    if it >= lr_decay_iters:
+        return np.float64(min_lr)
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return min_lr + (lr - min_lr) * 0.5 * (1 + np.cos(np.pi * ratio))  # np.cos: a numpy.float64
+
+def sampling_distribution__flawed(logits, temperature=1.0, top_k=None, top_p=None, sort_kind="stable",
+                                  top_k_by_argpartition=False, top_k_on_the_callers_logits=False,
+                                  nucleus="ranked", nucleus_until_above_p=False):
+    """The solution, with switches (see `flawed`) for the flaws below. nucleus: "ranked" (the
+    solution), "threshold" (every token at least as likely as the crossing one: ties too),
+    "higher_ids_first" (ties ranked by descending id)."""
+    if top_k is not None and top_k_on_the_callers_logits:
+        logits[np.argsort(-logits, kind="stable")[top_k:]] = -np.inf  # nanoGPT style, on the caller's array
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    if top_k is not None and not top_k_on_the_callers_logits:
+        if top_k_by_argpartition:
+            dropped = np.argpartition(-probs, top_k - 1)[top_k:] if top_k < len(probs) else []  # ties: any order
+        else:
+            dropped = np.argsort(-probs, kind=sort_kind)[top_k:]
+        probs[dropped] = 0.0
+        probs /= probs.sum()
+    if top_p is not None:
+        if nucleus == "higher_ids_first":
+            order = np.argsort(probs, kind="stable")[::-1]  # descending, but ties: the higher id first
+        else:
+            order = np.argsort(-probs, kind=sort_kind)
+        ranked = probs[order]
+        mass_above = np.cumsum(ranked) - ranked
+        # `<=`: also keeps the token after a sum that reaches top_p exactly
+        keep = mass_above <= top_p if nucleus_until_above_p else mass_above < top_p - 1e-12
+        keep[0] = True
+        if nucleus == "threshold":
+            probs = np.where(probs >= ranked[keep][-1], probs, 0.0)
+        else:
+            probs[order[~keep]] = 0.0
+        probs /= probs.sum()
+    return probs
+
+def positions_processed__restore_without_finally(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    counted = 0
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, *rest, **options):
+        nonlocal counted
+        counted += idx_new.size
+        return real_cached(m, idx_new, *rest, **options)
+    def full(idx, *rest, **options):
+        nonlocal counted
+        counted += np.asarray(idx).size
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    generation.forward_with_cache = real_cached  # not in a finally: skipped when generate raises
+    del model.forward
+    return counted
+
+def positions_processed__returns_numpy_int(model, prompt, max_new_tokens, use_cache):
+    import minigpt.generate as generation
+    sizes = []
+    real_cached, real_forward = generation.forward_with_cache, model.forward
+    def cached(m, idx_new, *rest, **options):
+        sizes.append(idx_new.size)
+        return real_cached(m, idx_new, *rest, **options)
+    def full(idx, *rest, **options):
+        sizes.append(np.asarray(idx).size)
+        return real_forward(idx, *rest, **options)
+    generation.forward_with_cache, model.forward = cached, full
+    try:
+        generation.generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+    finally:
+        generation.forward_with_cache = real_cached
+        del model.forward
+    return np.sum(sizes)  # a numpy.int64
+
+
 WRONG_ANSWERS = [
     get_batch_at__targets_not_shifted,
     get_batch_at__targets_shifted_the_wrong_way,
@@ -553,6 +700,24 @@ WRONG_ANSWERS = [
     positions_processed__three_argument_wrapper,
     positions_processed__prompt_not_counted,
     positions_processed__forgets_to_restore,
+    lm_loss__mean_of_sequence_means,
+    lm_loss__mask_negative_targets,
+    lm_loss__returns_numpy_float,
+    flawed(lm_loss_backward__flawed, "mask_negative_targets", counted_if_non_negative=True),
+    flawed(lm_loss_backward__flawed, "no_max_shift", no_max_shift=True),
+    flawed(lm_loss_backward__flawed, "always_float32", out_dtype="float32"),
+    flawed(lm_loss_backward__flawed, "float32_inside_for_float64", compute_dtype="float32"),
+    adamw_step__hard_coded_betas_eps,
+    adamw_step__beta2_hard_coded,
+    learning_rate__returns_numpy_float,
+    flawed(sampling_distribution__flawed, "top_p_keeps_every_tie_of_the_crossing_token", nucleus="threshold"),
+    flawed(sampling_distribution__flawed, "top_p_ties_higher_id_first", nucleus="higher_ids_first"),
+    flawed(sampling_distribution__flawed, "top_p_keeps_going_at_exactly_p", nucleus_until_above_p=True),
+    flawed(sampling_distribution__flawed, "default_argsort", sort_kind="quicksort"),
+    flawed(sampling_distribution__flawed, "top_k_argpartition", top_k_by_argpartition=True),
+    flawed(sampling_distribution__flawed, "top_k_on_the_callers_logits", top_k_on_the_callers_logits=True),
+    positions_processed__restore_without_finally,
+    positions_processed__returns_numpy_int,
 ]
 
 
