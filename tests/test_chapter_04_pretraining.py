@@ -74,6 +74,19 @@ def lm_loss__sum_instead_of_mean(logits, targets, ignore_index=IGNORE_INDEX):
     return float(-logp[np.arange(counted.sum()), t[counted]].sum())
 
 
+def lm_loss__one_max_for_the_whole_batch(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V).astype(np.float64)
+    t = targets.reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return 0.0
+    shifted = z - z.max()  # the batch's max, not each row's: a row far below it underflows to log(0)
+    with np.errstate(all="ignore"):
+        logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-logp[counted][np.arange(counted.sum()), t[counted]].mean())
+
+
 # --- 4.3 lm_loss_backward
 
 
@@ -663,6 +676,7 @@ WRONG_ANSWERS = [
     lm_loss__mean_over_ignored_positions_too,
     lm_loss__no_max_shift,
     lm_loss__sum_instead_of_mean,
+    lm_loss__one_max_for_the_whole_batch,
     lm_loss_backward__divides_by_every_position,
     lm_loss_backward__ignored_rows_keep_their_softmax,
     lm_loss_backward__onehot_minus_softmax,

@@ -78,9 +78,18 @@ def large_logits_case():
     return "large logits (around 500, spread 300)", big, np.array([0, -100, 8, 2])
 
 
+def rows_far_apart_case():
+    """Rows whose logits sit near 1000 and near 0: shifting by one max for the whole batch
+    instead of each row's own leaves exp(-1000) = 0 in the low rows, and log(0)."""
+    rng = np.random.default_rng(47)
+    logits = rng.standard_normal((3, 6)) + np.array([[1000.0], [0.0], [-400.0]])
+    return "rows far apart (logits near 1000, 0 and -400)", logits, np.array([2, 5, 0])
+
+
 def loss_cases():
     yield from moderate_loss_cases()
     yield large_logits_case()
+    yield rows_far_apart_case()
 
 
 def ignore_index_case(ignore_index, seed):
@@ -192,8 +201,8 @@ def test_lm_loss_backward_matches_finite_differences(ex):
 def test_lm_loss_backward_of_large_logits(ex):
     """Logits near 500 overflow exp unless each row's max is subtracted first; finite
     differences are too coarse at this scale, so the oracle is the analytic gradient."""
-    what, logits, targets = large_logits_case()
-    expect_dlogits(f"dlogits, {what}", ex.lm_loss_backward(logits.copy(), targets), logits, targets)
+    for what, logits, targets in (large_logits_case(), rows_far_apart_case()):
+        expect_dlogits(f"dlogits, {what}", ex.lm_loss_backward(logits.copy(), targets), logits, targets)
 
 
 @exercise("lm_loss_backward")
