@@ -39,6 +39,10 @@ def last_token_pool__the_first_token(h, lengths):
     return h[:, 0]  # a BERT habit: in a causal model the first token has read nothing else
 
 
+def last_token_pool__always_float32(h, lengths):
+    return h[np.arange(h.shape[0]), np.asarray(lengths) - 1].astype(np.float32)  # "models run in float32"
+
+
 # --- 5.2 last_token_pool_backward
 
 
@@ -57,6 +61,13 @@ def last_token_pool_backward__spread_over_every_real_token(dpooled, lengths, T):
 def last_token_pool_backward__computed_in_float64(dpooled, lengths, T):
     dh = np.zeros((dpooled.shape[0], T, dpooled.shape[1]))  # float64, whatever dpooled is
     dh[np.arange(dpooled.shape[0]), np.asarray(lengths) - 1] = dpooled
+    return dh
+
+
+def last_token_pool_backward__scales_dpooled_in_place(dpooled, lengths, T):
+    dpooled *= 0.5  # right values, but the caller's gradient is halved
+    dh = np.zeros((dpooled.shape[0], T, dpooled.shape[1]), dtype=dpooled.dtype)
+    dh[np.arange(dpooled.shape[0]), np.asarray(lengths) - 1] = 2 * dpooled
     return dh
 
 
@@ -113,6 +124,18 @@ def trainable_parameters__head_without_bias(config, n_classes, train, last_k=1, 
             "lora": head + config.n_layer * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets)}[train]
 
 
+def trainable_parameters__numpy_int64(config, n_classes, train, last_k=1, rank=8, targets=LINEAR_LAYERS):
+    C = config.n_embd
+    b = int(config.bias)
+    layernorm = C + b * C
+    shapes = {"attn.c_attn": (C, 3 * C), "attn.c_proj": (C, C), "mlp.c_fc": (C, 4 * C), "mlp.c_proj": (4 * C, C)}
+    block = 2 * layernorm + sum(np.prod(shape) + b * shape[1] for shape in shapes.values())
+    head = np.prod((C, n_classes)) + n_classes  # np.prod: the right count, as a NumPy int64
+    return {"head": head, "last-k": head + last_k * block + layernorm,
+            "all": head + (config.vocab_size + config.block_size) * C + config.n_layer * block + layernorm,
+            "lora": head + config.n_layer * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets)}[train]
+
+
 # --- 5.4 lora_linear_forward
 
 
@@ -126,6 +149,15 @@ def lora_linear_forward__rank_over_alpha(x, weight, bias, lora_A, lora_B, alpha)
 
 def lora_linear_forward__adapter_replaces_the_weight(x, weight, bias, lora_A, lora_B, alpha):
     return bias + (alpha / lora_A.shape[1]) * ((x @ lora_A) @ lora_B)  # forgets x W
+
+
+def lora_linear_forward__forms_the_product_AB(x, weight, bias, lora_A, lora_B, alpha):
+    return x @ (weight + (alpha / lora_A.shape[1]) * (lora_A @ lora_B)) + bias  # right values, an (in, out) A B
+
+
+def lora_linear_forward__scales_A_in_place(x, weight, bias, lora_A, lora_B, alpha):
+    lora_A *= alpha / lora_A.shape[1]  # the scale folded into the caller's A: scaled again at each call
+    return x @ weight + bias + (x @ lora_A) @ lora_B
 
 
 # --- 5.5 lora_linear_backward
@@ -160,6 +192,14 @@ def lora_linear_backward__dx_adapter_term_without_scale(dout, x, weight, lora_A,
     return dx.reshape(x.shape), x2.T @ du, s * ((x2 @ lora_A).T @ d2)
 
 
+def lora_linear_backward__scales_dout_in_place(dout, x, weight, lora_A, lora_B, alpha):
+    s = alpha / lora_A.shape[1]
+    dout *= s  # right gradients, but the caller's dout is scaled
+    x2, d2 = x.reshape(-1, x.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    du = d2 @ lora_B.T
+    return ((d2 / s) @ weight.T + du @ lora_A.T).reshape(x.shape), x2.T @ du, (x2 @ lora_A).T @ d2
+
+
 # --- 5.6 merge_lora
 
 
@@ -174,6 +214,11 @@ def merge_lora__alpha_not_divided_by_rank(weight, lora_A, lora_B, alpha):
 
 def merge_lora__float64_result(weight, lora_A, lora_B, alpha):
     return weight + (alpha / lora_A.shape[1]) * (lora_A.astype(np.float64) @ lora_B)  # float32 in, float64 out
+
+
+def merge_lora__scales_A_in_place(weight, lora_A, lora_B, alpha):
+    lora_A *= alpha / lora_A.shape[1]  # the weight is left alone, but the adapter is changed
+    return (weight + lora_A @ lora_B).astype(weight.dtype)
 
 
 # --- 5.7 instruction_batch
@@ -283,23 +328,56 @@ def padding_shift__right_assumed_zero(model, ids, n_pad, pad_id):
     return 0.0, float(np.max(np.abs(left - alone)))  # "causal, so 0": asserted, not measured
 
 
+def padding_shift__feeds_right_but_asserts_zero(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    model.forward_hidden(np.concatenate([ids, pads])[None])  # run, never read: "causal, so 0"
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return 0.0, float(np.max(np.abs(left - alone)))
+
+
+def padding_shift__no_alone_run(model, ids, n_pad, pad_id):
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    alone = right  # "right padding changes nothing": the right-padded row as reference, right 0 by construction
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
+
+
+def padding_shift__leaves_model_in_train_mode(model, ids, n_pad, pad_id):
+    model.train()  # "forward_hidden needs training mode": dropout on, and never switched back
+    ids = np.asarray(ids, dtype=np.int64)
+    pads = np.full(n_pad, pad_id, dtype=np.int64)
+    alone = model.forward_hidden(ids[None])[0, -1]
+    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
+    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
+    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
+
+
 WRONG_ANSWERS = [
     last_token_pool__the_last_position_padding_or_not, last_token_pool__off_by_one,
-    last_token_pool__mean_over_real_tokens, last_token_pool__the_first_token,
+    last_token_pool__mean_over_real_tokens, last_token_pool__the_first_token, last_token_pool__always_float32,
     last_token_pool_backward__gradient_at_the_last_position, last_token_pool_backward__spread_over_every_real_token,
-    last_token_pool_backward__computed_in_float64,
+    last_token_pool_backward__computed_in_float64, last_token_pool_backward__scales_dpooled_in_place,
     trainable_parameters__last_k_without_ln_f, trainable_parameters__untied_lm_head_counted,
     trainable_parameters__lora_counts_the_full_product, trainable_parameters__head_without_bias,
+    trainable_parameters__numpy_int64,
     lora_linear_forward__alpha_not_divided_by_rank, lora_linear_forward__rank_over_alpha,
-    lora_linear_forward__adapter_replaces_the_weight,
+    lora_linear_forward__adapter_replaces_the_weight, lora_linear_forward__forms_the_product_AB,
+    lora_linear_forward__scales_A_in_place,
     lora_linear_backward__dx_without_the_adapter_path, lora_linear_backward__scale_applied_twice_in_dA,
     lora_linear_backward__dB_without_scale, lora_linear_backward__dx_adapter_term_without_scale,
+    lora_linear_backward__scales_dout_in_place,
     merge_lora__in_place, merge_lora__alpha_not_divided_by_rank, merge_lora__float64_result,
+    merge_lora__scales_A_in_place,
     instruction_batch__first_end_of_text_masked_too, instruction_batch__padding_kept_as_targets,
     instruction_batch__prompt_mask_one_too_far, instruction_batch__ignores_ignore_index,
     padding_shift__reads_the_rows_last_position, padding_shift__left_read_where_the_message_ended_unpadded,
     padding_shift__mean_difference, padding_shift__euclidean_distance, padding_shift__left_and_right_swapped,
-    padding_shift__right_assumed_zero,
+    padding_shift__right_assumed_zero, padding_shift__feeds_right_but_asserts_zero, padding_shift__no_alone_run,
+    padding_shift__leaves_model_in_train_mode,
 ]
 
 

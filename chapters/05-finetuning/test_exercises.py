@@ -7,7 +7,8 @@ the merge against minigpt.layers.lora_forward + linear_forward, the parameter co
 a real minigpt.finetune.classifier.GPTClassifier's count, and the instruction batch against
 minigpt.finetune.instruct_data.collate, the rule of the exercise written out position by
 position, and a case worked by hand; the padding measurement against the three sequences
-fed one by one to float64 models, with the last real token found by its own arithmetic."""
+fed one by one to float64 models, with the last real token found by its own arithmetic (and
+on a model whose forward_hidden adds 0.001 x T, where padding on the right is not free)."""
 
 import numpy as np
 import pytest
@@ -27,6 +28,18 @@ def expect_unchanged(function, argument, before, after):
                   f"a copy, the caller still needs it")
 
 
+def call_on_copies(function, answer, **arguments):
+    """answer(*arguments), in the order given, on copies of the arrays among them; a Wrong
+    naming the argument if it changed one in place. The originals stay as they were, so the
+    expected values computed from them never depend on what the answer did."""
+    copies = {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in arguments.items()}
+    got = answer(*copies.values())
+    for name, value in arguments.items():
+        if isinstance(value, np.ndarray):
+            expect_unchanged(function, name, value, copies[name])
+    return got
+
+
 # --- 5.1 last_token_pool ---------------------------------------------------------------------
 
 POOL_CASES = [  # (B, T, C, lengths): padding of every length, no padding, T = 1
@@ -38,14 +51,13 @@ POOL_CASES = [  # (B, T, C, lengths): padding of every length, no padding, T = 1
 
 
 @exercise("last_token_pool")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B, T, C, lengths", POOL_CASES)
-def test_last_token_pool_matches_minigpt(ex, B, T, C, lengths):
-    h = np.random.default_rng(B * T + C).standard_normal((B, T, C)).astype(np.float32)
+def test_last_token_pool_matches_minigpt(ex, B, T, C, lengths, dtype):
+    h = np.random.default_rng(B * T + C).standard_normal((B, T, C)).astype(dtype)
     lengths = np.array(lengths)
-    given = h.copy()
-    got = ex.last_token_pool(given, lengths)
-    expect_unchanged("last_token_pool", "h", h, given)
     want, _ = layers.last_token_forward(h, lengths)
+    got = call_on_copies("last_token_pool", ex.last_token_pool, h=h, lengths=lengths)
     checks.expect_array(f"pooled (h {h.shape}, lengths {lengths.tolist()})", np.asarray(got), shape=(B, C), dtype=h.dtype)
     checks.expect_equal(f"pooled (h {h.shape}, lengths {lengths.tolist()}): row b must be h[b, lengths[b] - 1]",
                         np.asarray(got), want)
@@ -67,7 +79,8 @@ def test_last_token_pool_backward_matches_finite_differences(ex, B, T, C, length
 @exercise("last_token_pool_backward")
 def test_last_token_pool_backward_keeps_float32(ex):
     dpooled = np.ones((2, 3), dtype=np.float32)
-    dh = ex.last_token_pool_backward(dpooled, np.array([2, 4]), 5)
+    dh = call_on_copies("last_token_pool_backward", ex.last_token_pool_backward, dpooled=dpooled,
+                        lengths=np.array([2, 4]), T=5)
     checks.expect_array("dh for float32 dpooled", dh, shape=(2, 5, 3), dtype=np.float32)
 
 
@@ -104,8 +117,9 @@ def test_trainable_parameters_matches_a_real_classifier(ex, config):
             what = (f"train={train!r}" + (f", last_k={last_k}" if train == "last-k" else "")
                     + (f", rank={rank}, targets={list(targets)}" if train == "lora" else ""))
             want = measured_count(config, n_classes, train, last_k, rank, targets)
-            checks.expect(isinstance(got, (int, np.integer)), f"trainable_parameters ({what}): returned "
-                          f"{type(got).__name__}, expected an int")
+            convert = " (int(...) turns a NumPy integer into one)" if isinstance(got, np.integer) else ""
+            checks.expect(type(got) is int, f"trainable_parameters ({what}): returned {type(got).__name__} "
+                          f"{got!r:.40}, expected a Python int{convert}")
             checks.expect(got == want, f"trainable_parameters ({what}; n_layer {config.n_layer}, n_embd "
                           f"{config.n_embd}, bias {config.bias}, {n_classes} classes): {got:,}, a classifier "
                           f"built this way trains {want:,}")
@@ -140,17 +154,80 @@ def reference_lora_linear(x, weight, bias, A, B, alpha):
 @pytest.mark.parametrize("seed, lead, n_in, n_out, r, alpha", LORA_CASES)
 def test_lora_linear_forward_matches_minigpt(ex, seed, lead, n_in, n_out, r, alpha):
     x, weight, bias, A, B = lora_case(seed, lead, n_in, n_out, r)
-    got = ex.lora_linear_forward(x, weight, bias, A, B, alpha)
     want, _ = reference_lora_linear(x, weight, bias, A, B, alpha)
+    got = call_on_copies("lora_linear_forward", ex.lora_linear_forward, x=x, weight=weight, bias=bias, lora_A=A,
+                         lora_B=B, alpha=alpha)
     checks.expect_close(f"out (x {x.shape}, rank {r}, alpha {alpha})", np.asarray(got), want, bar=1e-9)
 
 
 @exercise("lora_linear_forward")
 def test_lora_linear_forward_starts_equal_to_the_base_layer(ex):
     x, weight, bias, A, _ = lora_case(5, (3,), 4, 6, 2)
-    got = ex.lora_linear_forward(x, weight, bias, A, np.zeros((2, 6)), 8.0)
-    checks.expect_close("out with B = 0 (a new adapter: exactly the base layer x W + b)", np.asarray(got),
-                        x @ weight + bias, bar=1e-12)
+    want = x @ weight + bias
+    got = call_on_copies("lora_linear_forward", ex.lora_linear_forward, x=x, weight=weight, bias=bias, lora_A=A,
+                         lora_B=np.zeros((2, 6)), alpha=8.0)
+    checks.expect_close("out with B = 0 (a new adapter: exactly the base layer x W + b)", np.asarray(got), want,
+                        bar=1e-12)
+
+
+class AdapterFactor(np.ndarray):
+    """lora_A or lora_B, watched for their (in, out) product: whatever NumPy computes from a
+    factor (a ufunc, @, np.dot, np.einsum, ...) is watched too, and a watched result whose
+    last two dimensions are (in, out) or (out, in) is A B (or its transpose) formed, with the
+    scale anywhere. Made by watched_factors, which sets the two class attributes."""
+
+    product_shapes = ()  # (in, out) and (out, in)
+    formed = None  # a list: the shapes of the products formed
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return self._watch(getattr(ufunc, method)(*plain(inputs), **plain(kwargs)))
+
+    def __array_function__(self, func, types, args, kwargs):
+        return self._watch(func(*plain(args), **plain(kwargs)))
+
+    def dot(self, other, out=None):
+        return self._watch(np.dot(plain(self), plain(other), out=plain(out)))
+
+    def _watch(self, result):
+        if isinstance(result, tuple):
+            return tuple(self._watch(r) for r in result)
+        if not isinstance(result, np.ndarray):
+            return result
+        if result.shape[-2:] in self.product_shapes:
+            self.formed.append(result.shape)
+        return result.view(type(self))
+
+
+def plain(value):
+    """value with every AdapterFactor in it (in tuples, lists and dicts too) as a plain ndarray."""
+    if isinstance(value, AdapterFactor):
+        return value.view(np.ndarray)
+    if isinstance(value, (tuple, list)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def watched_factors(A, B):
+    """Copies of A and B as AdapterFactors, and the list their (in, out) products are recorded in."""
+    watched = type("Watched", (AdapterFactor,), {"product_shapes": ((A.shape[0], B.shape[1]), (B.shape[1], A.shape[0])),
+                                                 "formed": []})
+    return A.copy().view(watched), B.copy().view(watched), watched.formed
+
+
+@exercise("lora_linear_forward")
+def test_lora_linear_forward_never_forms_the_product(ex):
+    # shapes chosen so that no array of a correct answer is (in, out) = (5, 7) wide: x (2, 3, 5),
+    # x A (2, 3, 2) or, rows flattened, (6, 2), the output (2, 3, 7) or (6, 7)
+    x, weight, bias, A, B = lora_case(8, (2, 3), 5, 7, 2)
+    want, _ = reference_lora_linear(x, weight, bias, A, B, 3.0)
+    watched_A, watched_B, formed = watched_factors(A, B)
+    got = ex.lora_linear_forward(x, weight, bias, watched_A, watched_B, 3.0)
+    checks.expect(not formed, "lora_linear_forward formed the product A B (an (in, out) array, here (5, 7), or its "
+                  "transpose): compute (x A) B, whose widest intermediate is (..., r); never making the (in, out) "
+                  "product is what makes an adapter cheap")
+    checks.expect_close("out (x (2, 3, 5), rank 2, alpha 3)", np.asarray(got), want, bar=1e-9)
 
 
 # --- 5.5 lora_linear_backward ----------------------------------------------------------------
@@ -165,8 +242,9 @@ def test_lora_linear_backward_matches_finite_differences(ex, seed, lead, n_in, n
         out, _ = reference_lora_linear(x, weight, bias, A, B, alpha)
         return out, (x, A, B)
 
-    checks.expect_gradients(forward, lambda dout, cache: ex.lora_linear_backward(dout, cache[0], weight, cache[1],
-                                                                                 cache[2], alpha),
+    # weight, not in the cache, goes as a copy too (the B = 0 test below says if it is changed)
+    checks.expect_gradients(forward, lambda dout, cache: ex.lora_linear_backward(dout, cache[0], weight.copy(),
+                                                                                 cache[1], cache[2], alpha),
                             (x, A, B), (f"dx (x {x.shape}, rank {r}, alpha {alpha})", f"dA (rank {r}, alpha {alpha})",
                                         f"dB (rank {r}, alpha {alpha})"))
 
@@ -176,11 +254,12 @@ def test_lora_linear_backward_of_a_new_adapter(ex):
     x, weight, bias, A, _ = lora_case(6, (5,), 4, 3, 2)
     B = np.zeros((2, 3))  # the start of training: B = 0, so dA = 0 but dB is not
     dout = np.random.default_rng(7).standard_normal((5, 3))
-    dx, dA, dB = ex.lora_linear_backward(dout, x, weight, A, B, 4.0)
-    checks.expect_close("dx with B = 0 (only the base weight's path: dout W^T)", np.asarray(dx), dout @ weight.T,
-                        bar=1e-12)
+    want_dx, want_dB = dout @ weight.T, 2.0 * (x @ A).T @ dout
+    dx, dA, dB = call_on_copies("lora_linear_backward", ex.lora_linear_backward, dout=dout, x=x, weight=weight,
+                                lora_A=A, lora_B=B, alpha=4.0)
+    checks.expect_close("dx with B = 0 (only the base weight's path: dout W^T)", np.asarray(dx), want_dx, bar=1e-12)
     checks.expect(np.all(np.asarray(dA) == 0), "dA with B = 0 must be exactly 0 (A reaches the output only through B)")
-    checks.expect_close("dB with B = 0", np.asarray(dB), 2.0 * (x @ A).T @ dout, bar=1e-12)
+    checks.expect_close("dB with B = 0", np.asarray(dB), want_dB, bar=1e-12)
 
 
 # --- 5.6 merge_lora --------------------------------------------------------------------------
@@ -191,10 +270,8 @@ def test_lora_linear_backward_of_a_new_adapter(ex):
 def test_merge_lora_matches_minigpt(ex, seed, n_in, n_out, r, alpha):
     x, weight, bias, A, B = lora_case(seed, (3,), n_in, n_out, r)
     weight32, A32, B32 = weight.astype(np.float32), A.astype(np.float32), B.astype(np.float32)
-    given = weight32.copy()
-    merged = ex.merge_lora(given, A32, B32, alpha)
-    expect_unchanged("merge_lora", "weight", weight32, given)
     want, _ = layers.lora_forward(weight32, A32, B32, alpha / r)
+    merged = call_on_copies("merge_lora", ex.merge_lora, weight=weight32, lora_A=A32, lora_B=B32, alpha=alpha)
     what = f"merged weight ({n_in} x {n_out}, rank {r}, alpha {alpha})"
     checks.expect_array(what, np.asarray(merged), shape=weight.shape, dtype=np.float32)
     checks.expect_close(what, merged, want, bar=1e-6)
@@ -203,8 +280,8 @@ def test_merge_lora_matches_minigpt(ex, seed, n_in, n_out, r, alpha):
 @exercise("merge_lora")
 def test_merged_layer_computes_what_the_adapter_computes(ex):
     x, weight, bias, A, B = lora_case(9, (4, 2), 5, 7, 3)
-    merged = ex.merge_lora(weight, A, B, 6.0)
     unmerged, _ = reference_lora_linear(x, weight, bias, A, B, 6.0)
+    merged = call_on_copies("merge_lora", ex.merge_lora, weight=weight, lora_A=A, lora_B=B, alpha=6.0)
     checks.expect_close("x @ merged + b against the unmerged layer with its adapter (rank 3, alpha 6)",
                         x @ np.asarray(merged) + bias, unmerged, bar=1e-9)
 
@@ -306,32 +383,71 @@ def measured_shifts(model, ids, n_pad, pad_id):
     return tuple(float(np.abs(h[name] - h["alone"]).max()) for name in ("right", "left"))
 
 
+def padding_model(n_layer, block_size, seed):
+    """A float64 GPT in eval mode, as the exercise says; with dropout, so that an answer that
+    switches it to training mode measures something else (and is told so)."""
+    config = GPTConfig(vocab_size=37, block_size=block_size, n_layer=n_layer, n_head=2, n_embd=12, dropout=0.1)
+    return GPT(config, seed=seed, dtype=np.float64).eval()
+
+
+def watch_rows(model, offset=0.0):
+    """Make model.forward_hidden record each row it is fed (a batch row by row) in the list it
+    returns, and add offset x T to every hidden state of a (B, T) batch."""
+    fed, real_forward_hidden = [], model.forward_hidden
+
+    def watched(idx, *rest, **options):
+        rows = np.atleast_2d(np.asarray(idx))
+        fed.extend(row.tolist() for row in rows)
+        return real_forward_hidden(idx, *rest, **options) + offset * rows.shape[-1]
+
+    model.forward_hidden = watched
+    return fed
+
+
+def expect_shift(what, side, got, want, bar):
+    """One of padding_shift's two values against the measurement, to a relative error of bar."""
+    error = abs(float(got) - want) / max(1.0, want)
+    checks.expect(error <= bar, f"{what}: {side} = {float(got)!r}, measured {want!r} (difference {error:.1e}, "
+                  f"bar {bar:g})")
+
+
 @exercise("padding_shift")
 @pytest.mark.parametrize("n_layer, block_size, T0, n_pad, seed", [(1, 8, 1, 3, 0), (2, 24, 11, 6, 1), (3, 40, 30, 10, 2)])
 def test_padding_shift_matches_a_measurement(ex, n_layer, block_size, T0, n_pad, seed):
-    config = GPTConfig(vocab_size=37, block_size=block_size, n_layer=n_layer, n_head=2, n_embd=12)
-    model = GPT(config, seed=seed, dtype=np.float64).eval()
+    model = padding_model(n_layer, block_size, seed)
     ids = np.random.default_rng(seed).integers(0, 36, T0)
+    want_right, want_left = measured_shifts(model, ids, n_pad, 36)
     given = ids.copy()
-    fed, real_forward_hidden = [], model.forward_hidden
-
-    def watched(idx, *rest, **options):  # which rows were measured: right is 0 only if it was
-        fed.append(np.asarray(idx).ravel().tolist())
-        return real_forward_hidden(idx, *rest, **options)
-
-    model.forward_hidden = watched
-    try:
-        got = ex.padding_shift(model, ids, n_pad, 36)
-    finally:
-        del model.forward_hidden
+    fed = watch_rows(model)  # which rows were measured: right is 0 only if it was
+    got = ex.padding_shift(model, given, n_pad, 36)
     what = f"padding_shift for a {T0}-token message and {n_pad} padding tokens ({n_layer} layers)"
+    checks.expect(not model.training, f"{what} left the model in training mode (dropout on): it was given in eval "
+                  f"mode, and a measurement must leave it as it found it")
     checks.expect(isinstance(got, tuple) and len(got) == 2, f"{what}: return (right, left), got {got!r:.80}")
     checks.expect(np.array_equal(ids, given), f"{what} changed ids: build the padded rows as new arrays")
-    for side, row in (("right", list(given) + [36] * n_pad), ("left", [36] * n_pad + list(given))):
-        checks.expect(row in fed, f"{what}: the message padded on the {side} was never fed to model.forward_hidden")
+    rows = {"the message alone (the reference of both differences)": list(ids),
+            "the message padded on the right": list(ids) + [36] * n_pad,
+            "the message padded on the left": [36] * n_pad + list(ids)}
+    for name, row in rows.items():
+        checks.expect(row in fed, f"{what}: {name} was never fed to model.forward_hidden")
     right, left = got
-    want_right, want_left = measured_shifts(model, ids, n_pad, 36)
-    checks.expect(abs(float(right) - want_right) <= 1e-12, f"{what}: right = {float(right):.3g}, measured "
-                  f"{want_right:.3g} (read the message's last real token, not the row's last position)")
-    checks.expect(abs(float(left) - want_left) <= 1e-9 * max(1.0, want_left),
-                  f"{what}: left = {float(left):.6g}, measured {want_left:.6g}")
+    checks.expect(abs(float(right) - want_right) <= 1e-12, f"{what}: right = {float(right)!r}, measured "
+                  f"{want_right!r} (read the message's last real token, not the row's last position)")
+    expect_shift(what, "left", left, want_left, bar=1e-9)
+
+
+@exercise("padding_shift")
+def test_padding_shift_measures_the_right_padding(ex):
+    # on a model whose hidden states all move by 0.001 x T, right padding moves the last real
+    # token's state by exactly 0.001 x n_pad: an answer that knows right is 0 without reading
+    # the right-padded row's output shows here
+    model = padding_model(2, 24, 3)
+    ids = np.random.default_rng(3).integers(0, 36, 9)
+    watch_rows(model, offset=1e-3)
+    want_right, want_left = measured_shifts(model, ids, 5, 36)
+    right, left = ex.padding_shift(model, ids.copy(), 5, 36)
+    what = "padding_shift on a model whose forward_hidden adds 0.001 x T to every hidden state of a (1, T) row"
+    checks.expect(abs(float(right) - want_right) <= 1e-12, f"{what}: right = {float(right)!r}, measured "
+                  f"{want_right!r} (5 padding tokens: 0.005): measure right from the right-padded row, do not "
+                  f"assume it")
+    expect_shift(what, "left", left, want_left, bar=1e-9)
