@@ -11,7 +11,7 @@ import os
 
 import pytest
 from conftest import REQUIRE_OPTIONAL
-from course_helpers import check_wrong_answers_are_caught, execute_notebook
+from course_helpers import check_wrong_answers_are_caught, execute_notebook, flawed
 
 # --- 1.1 pair_counts -------------------------------------------------------------------------
 
@@ -516,6 +516,125 @@ def bytes_per_token__a_special_token_takes_a_merge(train_text, eval_text, vocab_
             for v in vocab_sizes]
 
 
+
+# --- added after an audit: NumPy scalars where ints are promised, text trimmed, ids assumed ---
+
+
+def pair_counts__numpy_keys_and_counts(ids):
+    import numpy as np
+
+    if len(ids) < 2:
+        return {}
+    a = np.array(ids)
+    pairs, n = np.unique(np.stack([a[:-1], a[1:]], axis=1), axis=0, return_counts=True)
+    return {(p[0], p[1]): c for p, c in zip(pairs, n)}  # numpy.int64 ids and counts
+
+
+def pair_counts__float_counts(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0.0) + 1.0
+    return counts
+
+
+def pair_counts__absent_pairs_counted_zero(ids):
+    values = sorted(set(ids))
+    counts = {(a, b): 0 for a in values for b in values}  # a full table: pairs that never occur stay at 0
+    for pair in zip(ids, ids[1:]):
+        counts[pair] += 1
+    return counts
+
+
+def merge_pair__string_replace(ids, pair, new_id):
+    text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))  # "11 2" holds "1 2"
+    return [int(t) for t in text.split()]
+
+
+def merge_pair__numpy_int_items(ids, pair, new_id):
+    import numpy as np
+
+    a, merged, i = np.array(ids, dtype=np.int64), [], 0
+    while i < len(a):
+        if i + 1 < len(a) and a[i] == pair[0] and a[i + 1] == pair[1]:
+            merged.append(np.int64(new_id))
+            i += 2
+        else:
+            merged.append(a[i])
+            i += 1
+    return merged
+
+
+def merge_pair__short_list_returned_as_is(ids, pair, new_id):
+    if len(ids) < 2:
+        return ids  # the caller's own list, not a new one
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def train_bpe__merges_as(pieces, num_merges, kind="list of tuples"):
+    import numpy as np
+
+    chunks, merges = [list(p.encode("utf-8")) for p in pieces], []
+    for _ in range(num_merges):
+        counts = {}
+        for chunk in chunks:
+            for pair, n in pair_counts(chunk).items():  # noqa: F821
+                counts[pair] = counts.get(pair, 0) + n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        chunks = [merge_pair(chunk, best, 256 + len(merges)) for chunk in chunks]  # noqa: F821
+        merges.append(best)
+    if kind == "tuple of merges":
+        return tuple(merges)
+    if kind == "lists":
+        return [list(pair) for pair in merges]
+    if kind == "numpy ints":
+        return [tuple(np.int64(i) for i in pair) for pair in merges]
+    return merges
+
+
+def decode_ids__decoded_with(ids, merges, encoding="utf-8", strip=False, newlines=False):
+    vocab = {i: bytes([i]) for i in range(256)}
+    for k, (a, b) in enumerate(merges):
+        vocab[256 + k] = vocab[a] + vocab[b]
+    text = b"".join(vocab[i] for i in ids).decode(encoding, errors="replace")
+    text = text.strip() if strip else text
+    return text.replace("\r\n", "\n") if newlines else text
+
+
+def encode_chat__with(tokenizer, messages, rstrip=False, skip_empty=False, end_after_start=False,
+                      last_two_ids=False, as_tuple=False):
+    start, end = tokenizer.special_tokens["<|im_start|>"], tokenizer.special_tokens["<|im_end|>"]
+    if end_after_start:
+        end = start + 1
+    if last_two_ids:
+        start, end = tokenizer.n_vocab - 2, tokenizer.n_vocab - 1
+    ids = []
+    for role, content in messages:
+        if skip_empty and not content:
+            continue
+        ids += [start, *tokenizer.encode_ordinary(role + "\n" + (content.rstrip() if rstrip else content)), end]
+    return tuple(ids) if as_tuple else ids
+
+
+def bytes_per_token__numpy(train_text, eval_text, vocab_sizes, kind="list"):
+    import numpy as np
+
+    from minigpt.tokenizer import Tokenizer
+
+    n_bytes = len(eval_text.encode())
+    values = [n_bytes / len(Tokenizer.train(train_text, v).encode_ordinary(eval_text)) for v in vocab_sizes]
+    return np.array(values) if kind == "array" else [np.float32(v) for v in values]
+
+
 WRONG_ANSWERS = [
     pair_counts__non_overlapping, pair_counts__misses_the_last_pair, pair_counts__each_pair_once,
     pair_counts__unordered_pairs,
@@ -540,6 +659,22 @@ WRONG_ANSWERS = [
     encode_with_merges__consumes_the_merge_list, encode_with_merges__stops_at_the_first_absent_merge,
     decode_ids__incremental_without_final, encode_chat__role_and_content_encoded_apart,
     bytes_per_token__rounded, bytes_per_token__a_special_token_takes_a_merge,
+    # added after an audit
+    pair_counts__numpy_keys_and_counts, pair_counts__float_counts, pair_counts__absent_pairs_counted_zero,
+    merge_pair__string_replace, merge_pair__numpy_int_items, merge_pair__short_list_returned_as_is,
+    flawed(train_bpe__merges_as, "returns_a_tuple", kind="tuple of merges"),
+    flawed(train_bpe__merges_as, "pairs_as_lists", kind="lists"),
+    flawed(train_bpe__merges_as, "numpy_int_pairs", kind="numpy ints"),
+    flawed(decode_ids__decoded_with, "stripped", strip=True),
+    flawed(decode_ids__decoded_with, "utf8_sig_drops_a_bom", encoding="utf-8-sig"),
+    flawed(decode_ids__decoded_with, "crlf_normalised", newlines=True),
+    flawed(encode_chat__with, "content_rstripped", rstrip=True),
+    flawed(encode_chat__with, "skips_empty_content", skip_empty=True),
+    flawed(encode_chat__with, "end_id_is_start_plus_one", end_after_start=True),
+    flawed(encode_chat__with, "ids_hard_coded_as_the_last_two", last_two_ids=True),
+    flawed(encode_chat__with, "returns_a_tuple", as_tuple=True),
+    flawed(bytes_per_token__numpy, "numpy_float32_values", kind="float32"),
+    flawed(bytes_per_token__numpy, "numpy_array", kind="array"),
 ]  # fmt: skip
 
 

@@ -376,6 +376,69 @@ def max_attention_weight__one_set_of_keys_for_all_queries(d, scaled, n_queries=2
     return float((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())
 
 
+
+# --- added after an audit: a shift per matrix, float32 for float64, no shift inside attention ---
+
+
+def softmax__one_max_per_matrix(x):
+    # the rows of a matrix share one shift: a row far below the matrix's max underflows to 0 / 0
+    m = x.max(axis=-1, keepdims=True) if x.ndim < 3 else x.max(axis=(-2, -1), keepdims=True)
+    e = np.exp(x - m)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax__float32_whatever_the_input(x):
+    x = x.astype(np.float32)  # float64 in, float32 out: half the digits gone
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward__returns_a_list(dy, y):
+    return (y * (dy - (dy * y).sum(axis=-1, keepdims=True))).tolist()
+
+
+def causal_attention__no_max_shift(q, k, v):
+    T = q.shape[-2]
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    scores = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), -np.inf, scores)
+    e = np.exp(scores)  # right for standard-normal q and k; exp(710) is inf
+    att = e / e.sum(axis=-1, keepdims=True)
+    return att @ v, att
+
+
+def multi_head_attention__no_max_shift(x, attn_weight, attn_bias, proj_weight, proj_bias, n_head):
+    B, T, C = x.shape
+    hs = C // n_head
+    qkv = x @ attn_weight + attn_bias
+    q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, n_head, hs).transpose(0, 2, 1, 3) for i in range(3))
+    scores = np.where(np.tril(np.ones((T, T), dtype=bool)), q @ k.transpose(0, 1, 3, 2) / math.sqrt(hs), -np.inf)
+    e = np.exp(scores)
+    att = e / e.sum(axis=-1, keepdims=True)
+    return (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C) @ proj_weight + proj_bias
+
+
+def max_attention_weight__returns_numpy_float32(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, n_keys, d))
+    scores = np.einsum("id,ijd->ij", q, k)
+    if scaled:
+        scores = scores / math.sqrt(d)
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return np.float32((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())  # not a Python float
+
+
+def max_attention_weight__first_query_left_out(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, n_keys, d))
+    scores = np.einsum("id,ijd->ij", q, k)
+    if scaled:
+        scores = scores / math.sqrt(d)
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return float((e / e.sum(axis=1, keepdims=True)).max(axis=1)[1:].mean())  # n_queries - 1 of them
+
+
 WRONG_ANSWERS = [
     softmax__no_max_subtraction, softmax__one_max_for_the_whole_array, softmax__over_the_first_axis,
     softmax_backward__missing_the_row_sum_term, softmax_backward__row_sum_over_the_first_axis,
@@ -399,6 +462,10 @@ WRONG_ANSWERS = [
     multi_head_attention__qkv_interleaved_per_head, multi_head_attention__batch_as_one_sequence,
     multi_head_attention__float64_for_float32,
     max_attention_weight__n_keys_hard_coded_16, max_attention_weight__one_set_of_keys_for_all_queries,
+    # added after an audit
+    softmax__one_max_per_matrix, softmax__float32_whatever_the_input, softmax_backward__returns_a_list,
+    causal_attention__no_max_shift, multi_head_attention__no_max_shift,
+    max_attention_weight__returns_numpy_float32, max_attention_weight__first_query_left_out,
 ]  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Every answer is compared with the minigpt package (minigpt.tokenizer: get_stats,
 train_naive, Tokenizer) on inputs made here from random seeds: short random texts over a
 small alphabet (so pairs repeat, overlap and tie), with multi-byte characters (so bytes
 differ from characters), and a few hand-made cases for the edges. Every answer is also
-checked to leave the lists it is given unchanged.
+checked to leave the lists it is given unchanged and to return the types its docstring
+names: lists, tuples, Python ints and floats (NumPy's scalars print alike but are not).
 """
 
 from __future__ import annotations
@@ -53,10 +54,26 @@ def call(ex, name: str, **arguments):
     return result
 
 
+def type_name(x) -> str:
+    """numpy.int64 for NumPy's scalars, which print as Python's do; int, float for Python's."""
+    kind = type(x)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+
+
+def expect_python_ints(what: str, values, of_what: str = "ids"):
+    """Every value is a Python int, as the docstrings say: a numpy integer compares and
+    prints like one, so only its type shows it."""
+    odd = next((v for v in values if type(v) is not int), None)
+    if odd is not None:
+        numpy = " (NumPy gives numpy integers: convert with int())" if isinstance(odd, np.generic) else ""
+        raise checks.Wrong(f"{what} returned {type_name(odd)} {of_what}, expected Python ints{numpy}")
+
+
 def expect_ids(what: str, got, want: list[int]):
     """got is the list of ids want; if not, say what came back and where it first differs."""
     checks.expect(isinstance(got, list),
                   f"{what} returned {type(got).__name__} {short(got, 40)}, expected a list of ids")
+    expect_python_ints(what, got)
     if got == want:
         return
     if len(repr(got)) <= 50 and len(repr(want)) <= 50:
@@ -78,10 +95,16 @@ def expect_counts(ids, got):
     want = get_stats(ids)
     what = f"pair_counts({short(ids)})"
     checks.expect(isinstance(got, dict), f"{what} returned {type(got).__name__}, expected a dict {{(a, b): count}}")
+    odd = next((key for key in got if not (isinstance(key, tuple) and len(key) == 2)), None)
+    checks.expect(odd is None, f"{what} has the key {odd!r}, expected pairs (a, b) as tuples")
+    expect_python_ints(what, [i for pair in got for i in pair], "ids in its pairs")
+    expect_python_ints(what, got.values(), "counts")
     for pair, count in want.items():
         checks.expect(got.get(pair, 0) == count, f"{what}: pair {pair} counted {got.get(pair, 0)}, expected {count}")
-    extra = [pair for pair in got if pair not in want and got[pair] != 0]
-    checks.expect(not extra, f"{what}: pair {extra[0] if extra else ''} is counted but never occurs")
+    extra = next((pair for pair in got if pair not in want), None)
+    if extra is not None:
+        raise checks.Wrong(f"{what}: pair {extra} is in the dict (count {got[extra]}) but never occurs; "
+                           f"leave out the pairs that do not occur")
 
 
 @exercise("pair_counts")
@@ -102,18 +125,23 @@ def test_pair_counts_random_lists(ex):
 # --- 1.2 merge_pair ------------------------------------------------------------------------
 
 
-def expect_merged(ids, pair, new_id, got):
-    want = merge(ids, pair, new_id)
-    expect_ids(f"merge_pair({short(ids, 40)}, {pair}, {new_id})", got, want)
+def merged_by(ex, ids, pair, new_id):
+    """The student's merge_pair on a copy of ids, checked against minigpt's merge."""
+    given = list(ids)
+    got = call(ex, "merge_pair", ids=given, pair=pair, new_id=new_id)
+    what = f"merge_pair({short(ids, 40)}, {pair}, {new_id})"
+    checks.expect(got is not given, f"{what} returned ids itself, the caller's list: return a new list")
+    expect_ids(what, got, merge(ids, pair, new_id))
 
 
 @exercise("merge_pair")
 def test_merge_pair_small_cases(ex):
     cases = [([97, 97, 97], (97, 97)), ([97, 97, 97, 97], (97, 97)), ([97, 97, 97, 98, 97, 97], (97, 97)),
              ([1, 2, 3, 1, 2], (1, 2)), ([1, 2, 3], (2, 3)), ([1, 2, 3], (3, 1)), ([], (1, 2)), ([1], (1, 1)),
-             ([2, 1, 2, 1, 2], (2, 1)), ([257, 300, 257, 300], (257, 300))]
+             ([2, 1, 2, 1, 2], (2, 1)), ([257, 300, 257, 300], (257, 300)),
+             ([11, 2], (1, 2)), ([1, 21, 2], (1, 2))]  # ids, not digits: 11, 2 holds no (1, 2)
     for ids, pair in cases:
-        expect_merged(ids, pair, 600, call(ex, "merge_pair", ids=list(ids), pair=pair, new_id=600))
+        merged_by(ex, ids, pair, 600)
 
 
 @exercise("merge_pair")
@@ -124,7 +152,7 @@ def test_merge_pair_random_lists(ex):
             ids = random_ids(rng, n, high)
             a, b = int(rng.integers(0, high)), int(rng.integers(0, high))
             for pair in [(a, b), (a, a), (ids[0], ids[1])]:
-                expect_merged(ids, pair, 256 + n, call(ex, "merge_pair", ids=list(ids), pair=pair, new_id=256 + n))
+                merged_by(ex, ids, pair, 256 + n)
 
 
 # --- 1.3 train_bpe -------------------------------------------------------------------------
@@ -133,8 +161,11 @@ def test_merge_pair_random_lists(ex):
 def expect_trained(text: str, num_merges: int, got):
     want = train_naive(text, 256 + num_merges, pattern=GPT4_PATTERN)
     what = f"train_bpe(pieces of {short(text, 30)}, {num_merges})"
-    checks.expect(isinstance(got, (list, tuple)), f"{what} returned {type(got).__name__}, expected a list of pairs")
-    got = [tuple(pair) if isinstance(pair, (list, tuple)) else pair for pair in got]
+    checks.expect(isinstance(got, list), f"{what} returned {type(got).__name__}, expected a list of pairs")
+    odd = next((pair for pair in got if not (isinstance(pair, tuple) and len(pair) == 2)), None)
+    checks.expect(odd is None, f"{what} returned the merge {odd!r}, expected pairs (a, b) as tuples (a list "
+                               f"cannot be a dict key, as in 1.4's rank = {{pair: k}})")
+    expect_python_ints(what, [i for pair in got for i in pair], "ids in its merges")
     checks.expect(len(got) == len(want), f"{what}: {len(got)} merges, expected {len(want)}")
     checks.expect_equal(f"{what}: the merges", got, want)
 
@@ -194,8 +225,12 @@ def expect_decoded(ids, merges, got):
     checks.expect(isinstance(got, str), f"{what} returned {type(got).__name__}, expected a str")
     if got != want:
         first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        checks.expect(False, f"{what}: {len(got)} characters, expected {len(want)}; first difference at character "
-                             f"{first}: {short(got[first:first + 8], 24)}, expected {short(want[first:first + 8], 24)}")
+        hint = (" (spaces and newlines at the ends are part of the text: keep them)" if got == want.strip() else
+                " (a leading U+FEFF is a character of the text: decode with \"utf-8\", not \"utf-8-sig\")"
+                if got == want.removeprefix("\ufeff") else "")
+        raise checks.Wrong(f"{what}: {len(got)} characters, expected {len(want)}; first difference at character "
+                           f"{first}: {short(got[first:first + 8], 24)}, expected {short(want[first:first + 8], 24)}"
+                           f"{hint}")
 
 
 @exercise("decode_ids")
@@ -203,8 +238,9 @@ def test_decode_ids_whole_texts(ex):
     rng = np.random.default_rng(505)
     merges = train_naive(random_text(rng, 300), 256 + 50, pattern=None)
     tokenizer = Tokenizer(merges, pattern=None)
-    for n_syllables in [0, 1, 7, 60]:
-        ids = tokenizer.encode_ordinary(random_text(rng, n_syllables))
+    texts = [random_text(rng, n_syllables) for n_syllables in [0, 1, 7, 60]]
+    for text in texts + [" a\n", "\ufeffab", "one\r\ntwo\r\n"]:  # every character is kept, at the ends too
+        ids = tokenizer.encode_ordinary(text)
         expect_decoded(ids, merges, call(ex, "decode_ids", ids=list(ids), merges=merges))
 
 
@@ -222,11 +258,12 @@ def test_decode_ids_cut_inside_a_character(ex):
 CHAT_SPECIALS = ["<|im_start|>", "<|im_end|>"]
 
 
-def chat_tokenizer(seed: int) -> Tokenizer:
-    """Trained on paragraphs of random text, so that it merges "\n\n" into one token."""
+def chat_tokenizer(seed: int, specials=CHAT_SPECIALS) -> Tokenizer:
+    """Trained on paragraphs of random text, so that it merges "\n\n" into one token; the
+    special tokens take the last ids, in the order of `specials`."""
     rng = np.random.default_rng(seed)
     paragraphs = "\n\n".join(random_text(rng, 20) for _ in range(20))
-    return Tokenizer.train(paragraphs, 300, special_tokens=CHAT_SPECIALS)
+    return Tokenizer.train(paragraphs, 300, special_tokens=specials)
 
 
 def expect_chat(tokenizer: Tokenizer, messages, got):
@@ -234,12 +271,19 @@ def expect_chat(tokenizer: Tokenizer, messages, got):
     want = [i for role, content in messages
             for i in [start, *tokenizer.encode_ordinary(role + "\n" + content), end]]
     what = f"encode_chat(tokenizer, {short(messages, 50)})"
-    checks.expect(isinstance(got, (list, tuple)), f"{what} returned {type(got).__name__}, expected a list of ids")
+    checks.expect(isinstance(got, list), f"{what} returned {type(got).__name__}, expected a list of ids")
     n_special = sum(i in (start, end) for i in got)
     checks.expect(n_special <= 2 * len(messages),
                   f"{what}: {n_special} special tokens, expected {2 * len(messages)}: the message text made special "
                   f"tokens (untrusted text must be encoded as ordinary text)")
-    expect_ids(what, list(got), want)
+    for name, i in [("<|im_start|>", start), ("<|im_end|>", end)]:
+        checks.expect(i in got or not messages,
+                      f"{what}: no id {i}, which is {name} in this tokenizer: read the ids from "
+                      f"tokenizer.special_tokens[{name!r}] (each tokenizer numbers its special tokens its own way)")
+        checks.expect(got.count(i) >= len(messages),
+                      f"{what}: {got.count(i)} {name} for {len(messages)} messages: every message is wrapped in "
+                      f"<|im_start|> ... <|im_end|>, one with empty content too")
+    expect_ids(what, got, want)
 
 
 @exercise("encode_chat")
@@ -247,7 +291,16 @@ def test_encode_chat_plain_messages(ex):
     tokenizer = chat_tokenizer(606)
     for messages in [[], [("user", "Hello, an banana!")],
                      [("system", "Answer briefly."), ("user", "What is 23 + 1?"), ("assistant", "24.")],
-                     [("user", "\nA list:\n\n- one\n- two")]]:  # role + "\n" + content is one text
+                     [("user", "\nA list:\n\n- one\n- two")],  # role + "\n" + content is one text
+                     [("user", "hi\n\n"), ("assistant", "")]]:  # the content as it is, empty too
+        expect_chat(tokenizer, messages, call(ex, "encode_chat", tokenizer=tokenizer, messages=list(messages)))
+
+
+@exercise("encode_chat")
+def test_encode_chat_takes_the_special_ids_from_the_tokenizer(ex):
+    # <|im_end|> before <|im_start|>, with another special token between them
+    tokenizer = chat_tokenizer(608, ["<|im_end|>", "<|endoftext|>", "<|im_start|>"])
+    for messages in [[("user", "Hello, an banana!")], [("system", "Be kind."), ("user", "ab")]]:
         expect_chat(tokenizer, messages, call(ex, "encode_chat", tokenizer=tokenizer, messages=list(messages)))
 
 
@@ -272,10 +325,14 @@ def test_bytes_per_token_on_unseen_text(ex):
     train_text, eval_text = docs[start:start + 25_000], docs[start + 25_000:start + 31_000] + MULTILINGUAL
     vocab_sizes = [600, 256, 300, 420]
     got = call(ex, "bytes_per_token", train_text=train_text, eval_text=eval_text, vocab_sizes=list(vocab_sizes))
-    checks.expect(isinstance(got, (list, tuple, np.ndarray)) and len(got) == len(vocab_sizes),
-                  f"bytes_per_token returned {short(got)}, expected a list of {len(vocab_sizes)} floats")
+    checks.expect(isinstance(got, list) and len(got) == len(vocab_sizes),
+                  f"bytes_per_token returned {type(got).__name__} {short(got)}, expected a list of "
+                  f"{len(vocab_sizes)} floats")
+    odd = next((value for value in got if type(value) is not float), None)
+    checks.expect(odd is None, f"bytes_per_token returned {type_name(odd)} values, expected Python floats "
+                               f"(convert each with float())")
     n_bytes = len(eval_text.encode("utf-8"))
     for size, value in zip(vocab_sizes, got):
         want = n_bytes / len(Tokenizer.train(train_text, size).encode_ordinary(eval_text))
-        checks.expect(abs(float(value) - want) <= 1e-9 * want,
-                      f"bytes_per_token at vocab size {size}: {float(value):.6g}, expected {want:.6g}")
+        checks.expect(abs(value - want) <= 1e-9 * want,
+                      f"bytes_per_token at vocab size {size}: {value!r}, expected {want!r}")
