@@ -110,6 +110,28 @@ def median_time__perf_counter_instead_of_clock(fn, warmup, repeats, clock=time.p
     return float(np.median(durations))
 
 
+def median_time__durations_in_float32(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = np.zeros(repeats, dtype=np.float32)  # ~7 significant digits
+    for k in range(repeats):
+        start = clock()
+        fn()
+        durations[k] = clock() - start
+    return float(np.median(durations))
+
+
+def median_time__numpy_float(fn, warmup, repeats, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        durations.append(clock() - start)
+    return np.median(durations)  # a numpy.float64
+
+
 # --- 6.2 step_flops (N = the weights counted; each answer counts them its own way)
 
 
@@ -273,6 +295,20 @@ def bias_gelu_backward__float64_for_float32(dout, u):
     return dh, dh.reshape(-1, dh.shape[-1]).sum(axis=0)
 
 
+def bias_gelu_backward__dbias_summed_in_float32(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    dh = dout * (0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u))
+    dbias = dh.reshape(-1, dh.shape[-1]).sum(axis=0, dtype=np.float32)  # off by ~3e-8 in float64: under 1e-7
+    return dh, dbias.astype(dh.dtype)
+
+
+def bias_gelu_backward__writes_dh_into_u(dout, u):
+    t = np.tanh(GELU_COEFF * (u + GELU_CUBIC * u**3))
+    np.multiply(dout, 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_COEFF * (1.0 + 3.0 * GELU_CUBIC * u * u),
+                out=u)  # the cache is overwritten
+    return u, u.reshape(-1, u.shape[-1]).sum(axis=0)
+
+
 # --- 6.6 ring_allreduce (the right ring, with one thing changed in each)
 
 
@@ -285,13 +321,16 @@ def ring_allreduce__np_sum(buffers):
 
 
 def ring_allreduce__with_flaws(buffers, gather_adds=False, extra_step=0, count="sent", in_place=False,
-                               shared=False):
+                               shared=False, dtype=None, one_rank_returns_inputs=False):
     """The ring done right, unless one of its flaws is switched on: the all-gather adds
     instead of copying, a step too many, the elements sent counted another way than sent,
-    the inputs overwritten, one list shared by all ranks (see `flawed` below)."""
+    the inputs overwritten, one list shared by all ranks, the buffers copied into one dtype
+    whatever theirs, one rank's "result" its input itself (see `flawed` below)."""
     N, P = len(buffers), len(buffers[0])
+    if N == 1 and one_rank_returns_inputs:
+        return list(buffers), [0]
     chunks = np.array_split(np.arange(P), N)
-    held = [np.array(b, copy=True) for b in buffers]
+    held = [np.array(b, dtype=dtype, copy=True) for b in buffers]
     sent = [0] * N
     for phase in ("reduce-scatter", "all-gather"):
         for s in range(N - 1 + extra_step):
@@ -311,7 +350,8 @@ def ring_allreduce__with_flaws(buffers, gather_adds=False, extra_step=0, count="
     counted = {"sent": sent,
                "as if P / N were whole": [2 * (N - 1) * (P // N)] * N,
                "the reduce-scatter only": [(N - 1) * P // N] * N,
-               "the whole buffer every step": [2 * (N - 1) * P] * N}[count]
+               "the whole buffer every step": [2 * (N - 1) * P] * N,
+               "as NumPy floats": [np.float64(n) for n in sent]}[count]
     return ([held[0]] * N if shared else held), counted
 
 
@@ -325,13 +365,19 @@ ring_allreduce__whole_buffer_every_step = flawed(ring_allreduce__with_flaws, "wh
                                                  count="the whole buffer every step")
 ring_allreduce__one_shared_result = flawed(ring_allreduce__with_flaws, "one_shared_result", shared=True)
 ring_allreduce__sums_in_place = flawed(ring_allreduce__with_flaws, "sums_in_place", in_place=True)
+ring_allreduce__float32_whatever_the_input = flawed(ring_allreduce__with_flaws, "float32_whatever_the_input",
+                                                    dtype="float32")
+ring_allreduce__one_rank_returns_its_input = flawed(ring_allreduce__with_flaws, "one_rank_returns_its_input",
+                                                    one_rank_returns_inputs=True)
+ring_allreduce__counts_as_numpy_floats = flawed(ring_allreduce__with_flaws, "counts_as_numpy_floats",
+                                                count="as NumPy floats")
 
 
 # --- 6.7 step_time_line
 
 
 def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="median", order="interleaved",
-                               line="least squares", stopwatch="per call", warm_up=False):
+                               line="least squares", stopwatch="per call", warm_up=False, python_floats=True):
     """The measurement done right, unless one of its flaws is switched on (see `flawed`)."""
     sizes = list(steps)
     for size in sizes if warm_up else ():
@@ -368,7 +414,7 @@ def step_time_line__with_flaws(steps, rounds, clock=time.perf_counter, summary="
         fixed, per_row = np.polyfit(xs, ys, 1)
     else:
         raise ValueError(f"no such flaw: line={line!r}")
-    return float(fixed), float(per_row), medians
+    return (float(fixed), float(per_row), medians) if python_floats else (np.float64(fixed), np.float64(per_row), medians)
 
 
 step_time_line__mean_of_the_rounds = flawed(step_time_line__with_flaws, "mean_of_the_rounds", summary="mean")
@@ -384,6 +430,7 @@ step_time_line__polyfit_order_swapped = flawed(step_time_line__with_flaws, "poly
 step_time_line__one_stopwatch_per_round = flawed(step_time_line__with_flaws, "one_stopwatch_per_round",
                                                  stopwatch="per round")
 step_time_line__warms_up_first = flawed(step_time_line__with_flaws, "warms_up_first", warm_up=True)
+step_time_line__numpy_floats = flawed(step_time_line__with_flaws, "numpy_floats", python_floats=False)
 step_time_line__perf_counter_instead_of_clock = flawed(step_time_line__with_flaws, "perf_counter_instead_of_clock",
                                                        stopwatch="perf_counter")
 
@@ -397,6 +444,8 @@ WRONG_ANSWERS = [
     median_time__middle_element_of_an_even_count,
     median_time__rounded_to_milliseconds,
     median_time__perf_counter_instead_of_clock,
+    median_time__durations_in_float32,
+    median_time__numpy_float,
     step_flops__forward_only,
     step_flops__counts_the_position_embeddings,
     step_flops__no_attention_term,
@@ -419,6 +468,8 @@ WRONG_ANSWERS = [
     bias_gelu_backward__dbias_over_the_first_axis_only,
     bias_gelu_backward__dbias_of_dout,
     bias_gelu_backward__float64_for_float32,
+    bias_gelu_backward__dbias_summed_in_float32,
+    bias_gelu_backward__writes_dh_into_u,
     ring_allreduce__np_sum,
     ring_allreduce__all_gather_adds,
     ring_allreduce__one_step_too_many,
@@ -427,6 +478,9 @@ WRONG_ANSWERS = [
     ring_allreduce__whole_buffer_every_step,
     ring_allreduce__one_shared_result,
     ring_allreduce__sums_in_place,
+    ring_allreduce__float32_whatever_the_input,
+    ring_allreduce__one_rank_returns_its_input,
+    ring_allreduce__counts_as_numpy_floats,
     step_time_line__mean_of_the_rounds,
     step_time_line__fastest_round,
     step_time_line__rounds_back_to_back,
@@ -437,6 +491,7 @@ WRONG_ANSWERS = [
     step_time_line__one_stopwatch_per_round,
     step_time_line__warms_up_first,
     step_time_line__perf_counter_instead_of_clock,
+    step_time_line__numpy_floats,
 ]
 
 

@@ -22,6 +22,12 @@ from minigpt.model import GPTConfig, flops_per_token
 # --- 6.1 median_time -------------------------------------------------------------------------
 
 
+def expect_python_float(function, got):
+    """The docstrings promise Python floats: np.float64 passes isinstance(x, float) but is not one."""
+    kind = type(got).__name__ if type(got).__module__ == "builtins" else f"{type(got).__module__}.{type(got).__name__}"
+    checks.expect(type(got) is float, f"{function} returned a {kind}, expected a Python float: convert with float(...)")
+
+
 class FakeClock:
     """A clock that moves only when the timed function runs, by the durations given:
     the answer is then exact, whatever else the machine is doing."""
@@ -50,6 +56,7 @@ TIMER_CASES = [  # (what, warmup, durations of every call in order: warm-up call
     ("3 warm-up calls, 1 repeat", 3, [7.0, 6.0, 5.0, 0.375]),
     ("1 warm-up call, 6 repeats", 1, [3.0, 1.0, 2.0, 8.0, 1.5, 0.5, 6.0]),
     ("1 warm-up call, 3 repeats of about a microsecond", 1, [2.5e-3, 1.234567e-6, 3.1e-6, 1.2e-6]),
+    ("no warm-up, 5 repeats of about 10 ms", 0, [0.0123456789, 0.0098765432, 0.0111111111, 0.0154321, 0.0100000001]),
 ]
 
 
@@ -62,13 +69,13 @@ def test_median_time_is_the_median_of_the_repeats_after_the_warmup(ex, what, war
     checks.expect(clock.calls == warmup + repeats,
                   f"fn was called {clock.calls} times for warmup={warmup}, repeats={repeats}; "
                   f"expected {warmup + repeats} (warm-up calls, then one per repeat)")
-    checks.expect(isinstance(got, float), f"returned a {type(got).__name__}, expected a Python float")
+    expect_python_float("median_time", got)
     clock.expect_read()
     timed = sorted(durations[warmup:])
     want = (timed[(repeats - 1) // 2] + timed[repeats // 2]) / 2  # the median, from its definition
-    # (1e-12: the clock's float64 rounding at 100 s is 1.4e-14; an answer rounded to any
-    # number of decimals a person would choose is off by far more at a microsecond)
-    checks.expect(abs(got - want) <= 1e-12 + 1e-9 * abs(want), f"with {what}: returned {got!r}, expected the "
+    # (1e-13: the clock's float64 rounding at 100 s is 1.4e-14; durations kept in float32,
+    # or rounded to any number of decimals a person would choose, are off by far more)
+    checks.expect(abs(got - want) <= 1e-13 + 1e-12 * abs(want), f"with {what}: returned {got!r}, expected the "
                   f"median of the {repeats} repeat(s) after the warm-up, {want!r}")
 
 
@@ -216,7 +223,26 @@ def test_bias_gelu_backward_matches_finite_differences(ex, shape, seed):
     rng = np.random.default_rng(seed)
     h, bias = rng.standard_normal(shape) * 2, rng.standard_normal(shape[-1])
     checks.expect_gradients(reference_bias_gelu, lambda dout, u: ex.bias_gelu_backward(dout, u), (h, bias),
-                            ("dh", "dbias"), seed=seed)
+                            (f"dh (h of shape {shape})", f"dbias (h of shape {shape})"), seed=seed)
+
+
+@exercise("bias_gelu_backward")
+@pytest.mark.parametrize("shape, seed", [((3, 7), 1), ((2, 2, 3, 6), 4)])
+def test_bias_gelu_backward_matches_the_derivative_in_float64(ex, shape, seed):
+    """Finite differences cannot tell float64 from float32 sums (both within their 1e-7):
+    against GELU's derivative, in float64, dbias summed over every axis but the last."""
+    rng = np.random.default_rng(seed)
+    u, dout = rng.standard_normal(shape) * 2, rng.standard_normal(shape)
+    given_u = u.copy()
+    dh, dbias = ex.bias_gelu_backward(dout.copy(), given_u)
+    checks.expect(np.array_equal(given_u, u), f"bias_gelu_backward changed u, its cache, in place (h of shape "
+                  f"{shape}): write dh into a new array")
+    want_dh = reference.gelu_backward(dout, u)
+    checks.expect_array(f"dh (h of shape {shape})", dh, shape=shape, dtype=np.float64)
+    checks.expect_close(f"dh (h of shape {shape}), against GELU's derivative", dh, want_dh, bar=1e-12)
+    checks.expect_array(f"dbias (h of shape {shape})", dbias, shape=(shape[-1],), dtype=np.float64)
+    checks.expect_close(f"dbias (h of shape {shape}), against the sum of dh over every axis but the last", dbias,
+                        want_dh.reshape(-1, shape[-1]).sum(axis=0), bar=1e-12)
 
 
 @exercise("bias_gelu_backward")
@@ -258,33 +284,38 @@ def spread_buffers(N, P, seed, dtype):
 
 
 @exercise("ring_allreduce")
-@pytest.mark.parametrize("N, P, seed", [(4, 10, 1), (3, 9, 2), (2, 7, 3), (5, 23, 4), (6, 40, 5), (1, 5, 6)])
-def test_ring_allreduce_sums_in_the_rings_order_and_sends_what_a_ring_sends(ex, N, P, seed):
-    buffers = spread_buffers(N, P, seed, np.float32)
+@pytest.mark.parametrize("N, P, seed, dtype", [(4, 10, 1, np.float32), (3, 9, 2, np.float32), (2, 7, 3, np.float32),
+                                             (5, 23, 4, np.float32), (6, 40, 5, np.float32), (1, 5, 6, np.float32),
+                                             (3, 9, 7, np.float64), (1, 4, 8, np.float64)])
+def test_ring_allreduce_sums_in_the_rings_order_and_sends_what_a_ring_sends(ex, N, P, seed, dtype):
+    buffers = spread_buffers(N, P, seed, dtype)
     given = [b.copy() for b in buffers]
     results, sent = ex.ring_allreduce(given)
-    what = f"{N} rank(s), buffers of {P} float32"
+    what = f"{N} rank(s), buffers of {P} {np.dtype(dtype)}"
     checks.expect(all(np.array_equal(g, b) for g, b in zip(given, buffers)),
                   f"{what}: the input buffers were changed; copy them first")
     checks.expect(isinstance(results, (list, tuple)) and len(results) == N,
                   f"{what}: results should be a list of {N} arrays")
+    want = elements_sent(P, N)  # first: a wrong count often explains a wrong sum (chunks split otherwise)
+    checks.expect(isinstance(sent, (list, tuple)) and list(sent) == want and all(type(s) is int for s in sent),
+                  f"{what}: elements sent per rank {list(sent) if isinstance(sent, (list, tuple)) else sent}, "
+                  f"expected {want} as Python ints (about 2 (N-1)/N x {P} each, chunks from np.array_split)")
     exact = np.sum(np.array(buffers, dtype=np.float64), axis=0)
     ring = ring_order_sum(buffers)
     for r, got in enumerate(results):
-        checks.expect_array(f"rank {r}'s result ({what})", got, shape=(P,), dtype=np.float32)
-        checks.expect_close(f"rank {r}'s result, against the sum of the buffers ({what})", got, exact, bar=1e-5)
+        checks.expect_array(f"rank {r}'s result ({what})", got, shape=(P,), dtype=dtype)
+        checks.expect_close(f"rank {r}'s result, against the sum of the buffers ({what})", got, exact,
+                            bar=1e-5 if dtype == np.float32 else 1e-12)
         mismatch = np.flatnonzero(got != ring)
         checks.expect(mismatch.size == 0, f"rank {r}'s result ({what}): position {mismatch[:1].tolist()} is not "
-                      f"the sum added in the ring's order (bit for bit in float32): chunk c starts at rank c "
-                      f"and gains one rank per reduce-scatter step")
+                      f"the sum added in the ring's order (bit for bit in {np.dtype(dtype)}: each addition in the "
+                      f"buffers' dtype): chunk c starts at rank c and gains one rank per reduce-scatter step")
     for r in range(N):
-        for q in range(r + 1, N):
-            checks.expect(not np.shares_memory(results[r], results[q]),
+        for q in range(N):
+            checks.expect(not np.shares_memory(results[r], given[q]),
+                          f"{what}: rank {r}'s result is (or shares memory with) input buffer {q}: return new arrays")
+            checks.expect(q <= r or not np.shares_memory(results[r], results[q]),
                           f"{what}: ranks {r} and {q} share one result array; each rank has its own buffer")
-    want = elements_sent(P, N)
-    checks.expect(isinstance(sent, (list, tuple)) and [int(s) for s in sent] == want,
-                  f"{what}: elements sent per rank {list(sent) if isinstance(sent, (list, tuple)) else sent}, "
-                  f"expected {want} (about 2 (N-1)/N x {P} each)")
 
 
 # --- 6.7 step_time_line ----------------------------------------------------------------------
@@ -350,8 +381,8 @@ def test_step_time_line_fits_the_medians_of_interleaved_rounds(ex, what, sizes, 
                   ", expected a tuple (fixed, per_row, medians)")
     fixed, per_row, medians = got
     fake.clock.expect_read()
-    checks.expect(isinstance(fixed, float) and isinstance(per_row, float),
-                  f"fixed and per_row are {type(fixed).__name__} and {type(per_row).__name__}, expected Python floats")
+    expect_python_float("step_time_line's fixed", fixed)
+    expect_python_float("step_time_line's per_row", per_row)
     timed = {size: [curved_duration(size, n) for n in range(len(interleaved)) if interleaved[n] == size]
              for size in sizes}
     want_medians = {size: float(np.median(times)) for size, times in timed.items()}
