@@ -160,6 +160,11 @@ def lora_linear_forward__scales_A_in_place(x, weight, bias, lora_A, lora_B, alph
     return x @ weight + bias + (x @ lora_A) @ lora_B
 
 
+def lora_linear_forward__converted_then_forms_the_product(x, weight, bias, lora_A, lora_B, alpha):
+    lora_A, lora_B = np.asarray(lora_A), np.asarray(lora_B)  # "to be safe": plain arrays from here on
+    return x @ (weight + (alpha / lora_A.shape[1]) * (lora_A @ lora_B)) + bias  # right values, an (in, out) A B
+
+
 # --- 5.5 lora_linear_backward
 
 
@@ -366,7 +371,7 @@ WRONG_ANSWERS = [
     trainable_parameters__numpy_int64,
     lora_linear_forward__alpha_not_divided_by_rank, lora_linear_forward__rank_over_alpha,
     lora_linear_forward__adapter_replaces_the_weight, lora_linear_forward__forms_the_product_AB,
-    lora_linear_forward__scales_A_in_place,
+    lora_linear_forward__scales_A_in_place, lora_linear_forward__converted_then_forms_the_product,
     lora_linear_backward__dx_without_the_adapter_path, lora_linear_backward__scale_applied_twice_in_dA,
     lora_linear_backward__dB_without_scale, lora_linear_backward__dx_adapter_term_without_scale,
     lora_linear_backward__scales_dout_in_place,

@@ -373,6 +373,27 @@ ring_allreduce__counts_as_numpy_floats = flawed(ring_allreduce__with_flaws, "cou
                                                 count="as NumPy floats")
 
 
+def ring_allreduce__slices_from_each_chunks_ends(buffers):
+    N = len(buffers)
+    chunks = np.array_split(np.arange(len(buffers[0])), N)
+    bounds = [(chunk[0], chunk[-1] + 1) for chunk in chunks]  # an empty chunk (N > P) has no first position
+    held = [np.array(b, copy=True) for b in buffers]
+    sent = [0] * N
+    for phase in ("reduce-scatter", "all-gather"):
+        for s in range(N - 1):
+            messages = []
+            for r in range(N):
+                start, stop = bounds[(r - s) % N if phase == "reduce-scatter" else (r + 1 - s) % N]
+                messages.append(((r + 1) % N, start, stop, held[r][start:stop].copy()))
+                sent[r] += int(stop - start)
+            for receiver, start, stop, values in messages:
+                if phase == "reduce-scatter":
+                    held[receiver][start:stop] += values
+                else:
+                    held[receiver][start:stop] = values
+    return held, sent
+
+
 # --- 6.7 step_time_line
 
 
@@ -481,6 +502,7 @@ WRONG_ANSWERS = [
     ring_allreduce__float32_whatever_the_input,
     ring_allreduce__one_rank_returns_its_input,
     ring_allreduce__counts_as_numpy_floats,
+    ring_allreduce__slices_from_each_chunks_ends,
     step_time_line__mean_of_the_rounds,
     step_time_line__fastest_round,
     step_time_line__rounds_back_to_back,

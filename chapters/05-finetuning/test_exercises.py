@@ -10,6 +10,8 @@ position, and a case worked by hand; the padding measurement against the three s
 fed one by one to float64 models, with the last real token found by its own arithmetic (and
 on a model whose forward_hidden adds 0.001 x T, where padding on the right is not free)."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -229,6 +231,39 @@ def test_lora_linear_forward_never_forms_the_product(ex):
                   "product is what makes an adapter cheap")
     checks.expect_close("out (x (2, 3, 5), rank 2, alpha 3)", np.asarray(got), want, bar=1e-9)
 
+
+
+def peak_bytes(function, *arguments):
+    """function(*arguments), and the most memory (bytes) it held at once beyond what was
+    held before the call: NumPy reports its arrays to tracemalloc, converted or not."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        got = function(*arguments)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    return got, peak - before
+
+
+@exercise("lora_linear_forward")
+def test_lora_linear_forward_never_forms_the_product_of_plain_arrays(ex):
+    # the watched factors above stop being watched once converted (np.asarray(lora_A) gives a
+    # plain array); memory does not: W + s A B holds two (in, out) arrays at once, while a
+    # correct answer's widest is (6, out), even with a copy of W (one (in, out) array).
+    # (in, out) = (120, 200) of float64 is 188 KiB, under NumPy's 256 KiB for reusing temporaries.
+    x, weight, bias, A, B = lora_case(10, (2, 3), 120, 200, 2)
+    want, _ = reference_lora_linear(x, weight, bias, A, B, 3.0)
+    got, held = peak_bytes(ex.lora_linear_forward, x.copy(), weight.copy(), bias.copy(), A.copy(), B.copy(), 3.0)
+    product = weight.nbytes  # one (in, out) float64 array
+    checks.expect(held < 1.5 * product, f"lora_linear_forward held {held / product:.2f} times the memory of an (in, "
+                  f"out) array at once for W (120, 200) and rank 2: it formed A B (or W + s A B); compute (x A) B, "
+                  f"whose widest intermediate is (..., r)")
+    checks.expect_close("out (x (2, 3, 120), rank 2, alpha 3)", np.asarray(got), want, bar=1e-9)
 
 # --- 5.5 lora_linear_backward ----------------------------------------------------------------
 

@@ -286,7 +286,8 @@ def spread_buffers(N, P, seed, dtype):
 @exercise("ring_allreduce")
 @pytest.mark.parametrize("N, P, seed, dtype", [(4, 10, 1, np.float32), (3, 9, 2, np.float32), (2, 7, 3, np.float32),
                                              (5, 23, 4, np.float32), (6, 40, 5, np.float32), (1, 5, 6, np.float32),
-                                             (3, 9, 7, np.float64), (1, 4, 8, np.float64)])
+                                             (3, 9, 7, np.float64), (1, 4, 8, np.float64),
+                                             (5, 3, 9, np.float32)])  # more ranks than positions: empty chunks
 def test_ring_allreduce_sums_in_the_rings_order_and_sends_what_a_ring_sends(ex, N, P, seed, dtype):
     buffers = spread_buffers(N, P, seed, dtype)
     given = [b.copy() for b in buffers]
