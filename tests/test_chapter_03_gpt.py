@@ -470,6 +470,27 @@ def stream_std_through_depth__float32_model(n_layer, n_embd, gpt2_scaling, seed=
     return np.array([stack_forward(x0, params, l, 2, "pre-LN")[0].std() for l in range(n_layer + 1)])
 
 
+# Added after a second audit: the variance as E[x^2] - E[x]^2, right in float64 and on rows
+# near zero, about 2e-4 off in float32 on rows of mean 10 and std 0.1.
+
+
+def layernorm_forward__one_pass_variance(x, weight, bias):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = (x * x).mean(axis=-1, keepdims=True) - mean * mean  # E[x^2] - E[x]^2: cancels in float32
+    return (x - mean) / np.sqrt(var + 1e-5) * weight + bias
+
+
+def layernorm_backward__one_pass_variance(dout, x, weight):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = (x * x).mean(axis=-1, keepdims=True) - mean * mean  # E[x^2] - E[x]^2: cancels in float32
+    rstd = 1.0 / np.sqrt(var + 1e-5)
+    xhat = (x - mean) * rstd
+    g = dout * weight
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    rows = tuple(range(dout.ndim - 1))
+    return dx, (dout * xhat).sum(axis=rows), dout.sum(axis=rows)
+
+
 WRONG_ANSWERS = [
     embedding_backward__fancy_index_plus_equals, embedding_backward__assignment_instead_of_accumulation,
     embedding_backward__dwpe_from_the_first_sequence_only, embedding_backward__dwpe_only_T_rows,
@@ -497,6 +518,7 @@ WRONG_ANSWERS = [
     embedding_backward__always_float32, embedding_backward__float32_sums_cast_back,
     layernorm_backward__always_float32, gelu_backward__always_float32, count_params__numpy_int64,
     stream_std_through_depth__model_kept_and_scaled_in_place, stream_std_through_depth__float32_model,
+    layernorm_forward__one_pass_variance, layernorm_backward__one_pass_variance,
 ]  # fmt: skip
 
 

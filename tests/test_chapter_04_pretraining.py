@@ -668,6 +668,48 @@ def positions_processed__returns_numpy_int(model, prompt, max_new_tokens, use_ca
         del model.forward
     return np.sum(sizes)  # a numpy.int64
 
+# --- added after a second audit: log(softmax) where a probability underflows to 0, an int
+# returned at the floor when min_lr is the int 0, top-k that indexes the k-th token (k > V)
+
+def lm_loss__log_of_softmax(logits, targets, ignore_index=IGNORE_INDEX):
+    V = logits.shape[-1]
+    z = np.asarray(logits, dtype=np.float64).reshape(-1, V)
+    t = np.asarray(targets).reshape(-1)
+    counted = t != ignore_index
+    if not counted.any():
+        return 0.0
+    z = z[counted]
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    probs = e / e.sum(axis=-1, keepdims=True)  # then log(probs): exp(-800) is 0, and log(0) = -inf
+    return float(-np.log(probs[np.arange(len(z)), t[counted]]).mean())
+
+def learning_rate__floor_not_converted(it, warmup, lr_decay_iters, lr, min_lr):
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= lr_decay_iters:
+        return min_lr  # an int when min_lr is given as 0
+    ratio = (it - warmup) / (lr_decay_iters - warmup)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * ratio))
+
+def sampling_distribution__top_k_indexes_the_kth_token(logits, temperature=1.0, top_k=None, top_p=None):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    probs = e / e.sum()
+    order = np.argsort(-probs, kind="stable")
+    if top_k is not None:
+        rank = np.empty(len(probs), dtype=int)
+        rank[order] = np.arange(len(probs))
+        kth = order[top_k - 1]  # the k-th most likely token: an IndexError when k > V
+        probs = np.where(rank <= rank[kth], probs, 0.0)
+        probs /= probs.sum()
+    if top_p is not None:
+        ranked = probs[order]
+        keep = np.cumsum(ranked) - ranked < top_p - 1e-12
+        keep[0] = True
+        probs[order[~keep]] = 0.0
+        probs /= probs.sum()
+    return probs
+
 
 WRONG_ANSWERS = [
     get_batch_at__targets_not_shifted,
@@ -732,6 +774,9 @@ WRONG_ANSWERS = [
     flawed(sampling_distribution__flawed, "top_k_on_the_callers_logits", top_k_on_the_callers_logits=True),
     positions_processed__restore_without_finally,
     positions_processed__returns_numpy_int,
+    lm_loss__log_of_softmax,
+    learning_rate__floor_not_converted,
+    sampling_distribution__top_k_indexes_the_kth_token,
 ]
 
 

@@ -128,6 +128,31 @@ def test_layernorm_forward_keeps_float32(ex):
                         bar=1e-5)
 
 
+# Rows of mean 10 and std 0.1 in float32, against the maths in float64: the variance as
+# mean((x - mean)^2) keeps float32's precision (relative error below 1e-5 here), as
+# mean(x^2) - mean^2 does not (two numbers near 100 subtracted: about 1e-4 off).
+FAR_FROM_ZERO = "float32 rows far from zero (mean 10, std 0.1)"
+CANCELLATION_HINT = "is the variance mean(x^2) - mean^2? It cancels in float32: use mean((x - mean)^2)"
+
+
+def float32_rows_far_from_zero(rng, *shape):
+    return float32(rng, *shape, scale=0.1, shift=10.0)
+
+
+def in_float64(*arrays):
+    return tuple(a.astype(np.float64) for a in arrays)
+
+
+@exercise("layernorm_forward")
+def test_layernorm_forward_of_float32_rows_far_from_zero(ex):
+    rng = np.random.default_rng(40)
+    x, weight, bias = float32_rows_far_from_zero(rng, 3, 4, 16), float32(rng, 16), float32(rng, 16)
+    what = f"layernorm_forward output for {FAR_FROM_ZERO}"
+    out = checks.expect_array(what, ex.layernorm_forward(x, weight, bias), shape=x.shape, dtype=np.float32)
+    want, _ = layers.layernorm_forward(*in_float64(x, weight, bias))
+    checks.expect_close(f"{what}, against float64 maths ({CANCELLATION_HINT})", out, want, bar=3e-5)
+
+
 # --- 3.3 layernorm_backward ---------------------------------------------------------------
 
 
@@ -166,6 +191,18 @@ def test_layernorm_backward_keeps_the_dtype(ex, dtype, bar):
         what = f"{name} for {np.dtype(dtype)} inputs"
         checks.expect_array(what, value, shape=want.shape, dtype=dtype)
         checks.expect_close(what, value, want, bar=bar)
+
+
+@exercise("layernorm_backward")
+def test_layernorm_backward_of_float32_rows_far_from_zero(ex):
+    rng = np.random.default_rng(41)
+    dout, x, weight = float32(rng, 3, 4, 16), float32_rows_far_from_zero(rng, 3, 4, 16), float32(rng, 16)
+    got = ex.layernorm_backward(dout, x, weight)
+    _, cache = layers.layernorm_forward(*in_float64(x, weight, np.zeros(16)))
+    for name, value, want in zip(("dx", "dweight", "dbias"), got, layers.layernorm_backward(*in_float64(dout), cache)):
+        what = f"{name} for {FAR_FROM_ZERO}"
+        checks.expect_array(what, value, shape=want.shape, dtype=np.float32)
+        checks.expect_close(f"{what}, against float64 maths ({CANCELLATION_HINT})", value, want, bar=3e-5)
 
 
 # --- 3.4 gelu_backward --------------------------------------------------------------------

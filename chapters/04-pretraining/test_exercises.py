@@ -86,10 +86,21 @@ def rows_far_apart_case():
     return "rows far apart (logits near 1000, 0 and -400)", logits, np.array([2, 5, 0])
 
 
+def far_below_the_max_case():
+    """Targets whose logit is 800 below their row's max: their probability, exp(-800), is 0
+    in float64, so log(softmax) gives log(0) = -inf where the loss is about 800."""
+    logits = np.random.default_rng(48).standard_normal((3, 5))
+    logits[[0, 2], 0] += 800.0
+    what = ("targets 800 below their row's max (probability exp(-800): 0 in float64, so take the log-softmax "
+            "z - max - log(sum(exp(z - max))), not log(softmax))")
+    return what, logits, np.array([3, 1, 4])
+
+
 def loss_cases():
     yield from moderate_loss_cases()
     yield large_logits_case()
     yield rows_far_apart_case()
+    yield far_below_the_max_case()
 
 
 def ignore_index_case(ignore_index, seed):
@@ -112,7 +123,10 @@ def kind_of(value):
     """What a student returned, in words: 'a numpy.float64', 'a numpy.ndarray of shape ()'."""
     if isinstance(value, np.ndarray):
         return f"a numpy.ndarray of shape {value.shape}"
-    return f"a {'numpy.' if type(value).__module__ == 'numpy' else ''}{type(value).__name__}"
+    if type(value).__module__ == "numpy":
+        return f"a numpy.{type(value).__name__}"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def expect_python_number(function, got, kind):
@@ -290,7 +304,8 @@ def test_adamw_step_matches_minigpt(ex, P, step, seed, beta1, beta2, eps):
 
 @exercise("learning_rate")
 @pytest.mark.parametrize("warmup, decay_iters, lr, min_lr", [(10, 50, 1e-3, 1e-4), (7, 7, 3e-4, 3e-5),
-                                                              (0, 20, 6e-4, 0.0), (100, 2000, 1e-3, 1e-4)])
+                                                              (0, 20, 6e-4, 0.0), (100, 2000, 1e-3, 1e-4),
+                                                              (5, 30, 1e-3, 0)])  # min_lr an int: still a float back
 def test_learning_rate_matches_minigpt_around_every_boundary(ex, warmup, decay_iters, lr, min_lr):
     middle = (warmup + decay_iters) // 2
     iterations = sorted({0, 1, warmup - 1, warmup, warmup + 1, middle, decay_iters - 1, decay_iters,
@@ -301,7 +316,7 @@ def test_learning_rate_matches_minigpt_around_every_boundary(ex, warmup, decay_i
         checks.expect(np.ndim(got) == 0, f"learning_rate returned shape {np.shape(got)}, expected one number")
         checks.expect_close(f"learning_rate at it={it} (warmup {warmup}, lr_decay_iters {decay_iters}, lr {lr:g}, "
                             f"min_lr {min_lr:g})", float(got), want, bar=1e-12)
-        expect_python_number(f"learning_rate at it={it}", got, float)
+        expect_python_number(f"learning_rate at it={it} (min_lr={min_lr!r})", got, float)
 
 
 # --- 4.6 sampling_distribution --------------------------------------------------------------
@@ -349,9 +364,10 @@ def test_temperature_divides_the_logits_before_the_softmax(ex, temperature):
 @exercise("sampling_distribution")
 def test_top_k_keeps_exactly_k_tokens_even_on_ties(ex):
     logits = np.array([0.5, 2.0, 1.0, 2.0, 1.0, -1.0, 1.0])  # ranks: 1, 3 (tie), then 2, 4, 6 (tie)
-    for k in (1, 2, 3, 4, 7):
+    for k in (1, 2, 3, 4, 7, 10):  # k = V = 7 and k > V keep every token
         got = sampled(ex, logits, top_k=k)
-        expect_distribution(f"probs with top_k={k} for logits {logits.tolist()}", got, minigpt_probs(logits, top_k=k))
+        expect_distribution(f"probs with top_k={k} for logits {logits.tolist()} (V = 7)", got,
+                            minigpt_probs(logits, top_k=k))
     random_logits = np.random.default_rng(8).standard_normal(50)
     got = sampled(ex, random_logits, temperature=0.8, top_k=10)
     expect_distribution("probs with temperature 0.8, top_k=10 (V=50)", got, minigpt_probs(random_logits, 0.8, 10))
