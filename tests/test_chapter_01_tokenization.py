@@ -635,6 +635,23 @@ def bytes_per_token__numpy(train_text, eval_text, vocab_sizes, kind="list"):
     return np.array(values) if kind == "array" else [np.float32(v) for v in values]
 
 
+# --- added in a second audit: the pieces split again, a repeated size dropped ------------------
+
+
+def train_bpe__train_naive_on_the_joined_pieces(pieces, num_merges):
+    from minigpt.tokenizer.naive import train_naive
+
+    return train_naive("".join(pieces), 256 + num_merges)  # splits by GPT-4's pattern, not as the pieces were cut
+
+
+def bytes_per_token__one_value_per_distinct_size(train_text, eval_text, vocab_sizes):
+    from minigpt.tokenizer import Tokenizer
+
+    n_bytes = len(eval_text.encode())
+    ratios = {v: n_bytes / len(Tokenizer.train(train_text, v).encode_ordinary(eval_text)) for v in vocab_sizes}
+    return list(ratios.values())  # a size given twice gives one value
+
+
 WRONG_ANSWERS = [
     pair_counts__non_overlapping, pair_counts__misses_the_last_pair, pair_counts__each_pair_once,
     pair_counts__unordered_pairs,
@@ -675,6 +692,8 @@ WRONG_ANSWERS = [
     flawed(encode_chat__with, "returns_a_tuple", as_tuple=True),
     flawed(bytes_per_token__numpy, "numpy_float32_values", kind="float32"),
     flawed(bytes_per_token__numpy, "numpy_array", kind="array"),
+    # added in a second audit
+    train_bpe__train_naive_on_the_joined_pieces, bytes_per_token__one_value_per_distinct_size,
 ]  # fmt: skip
 
 

@@ -439,6 +439,20 @@ def max_attention_weight__first_query_left_out(d, scaled, n_queries=2000, n_keys
     return float((e / e.sum(axis=1, keepdims=True)).max(axis=1)[1:].mean())  # n_queries - 1 of them
 
 
+# --- added in a second audit: an unshifted softmax in the measurement -----------------------------
+
+
+def max_attention_weight__no_max_shift(d, scaled, n_queries=2000, n_keys=16, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_queries, d))
+    k = rng.standard_normal((n_queries, n_keys, d))
+    scores = np.einsum("id,ijd->ij", q, k)
+    if scaled:
+        scores = scores / math.sqrt(d)
+    e = np.exp(scores)  # right while every score is below 709; at d = 200000 unscaled, inf / inf = nan
+    return float((e / e.sum(axis=1, keepdims=True)).max(axis=1).mean())
+
+
 WRONG_ANSWERS = [
     softmax__no_max_subtraction, softmax__one_max_for_the_whole_array, softmax__over_the_first_axis,
     softmax_backward__missing_the_row_sum_term, softmax_backward__row_sum_over_the_first_axis,
@@ -466,6 +480,8 @@ WRONG_ANSWERS = [
     softmax__one_max_per_matrix, softmax__float32_whatever_the_input, softmax_backward__returns_a_list,
     causal_attention__no_max_shift, multi_head_attention__no_max_shift,
     max_attention_weight__returns_numpy_float32, max_attention_weight__first_query_left_out,
+    # added in a second audit
+    max_attention_weight__no_max_shift,
 ]  # fmt: skip
 
 

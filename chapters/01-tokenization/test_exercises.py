@@ -19,7 +19,7 @@ from minigpt.course.grading import ex, exercise  # noqa: F401  (ex is the graded
 from minigpt.data import pydocs_text
 from minigpt.tokenizer import Tokenizer
 from minigpt.tokenizer.naive import get_stats, merge, train_naive
-from minigpt.tokenizer.patterns import GPT4_PATTERN, pre_split
+from minigpt.tokenizer.patterns import GPT2_PATTERN, GPT4_PATTERN, pre_split
 
 # pieces of random text: repeats and ties are common, and some characters take 2 to 4 bytes
 SYLLABLES = ["a", "a", "b", "n", "an", "ab", "ba", "aa", "e", "é", "ü", "日本", "😀",
@@ -158,9 +158,9 @@ def test_merge_pair_random_lists(ex):
 # --- 1.3 train_bpe -------------------------------------------------------------------------
 
 
-def expect_trained(text: str, num_merges: int, got):
-    want = train_naive(text, 256 + num_merges, pattern=GPT4_PATTERN)
-    what = f"train_bpe(pieces of {short(text, 30)}, {num_merges})"
+def expect_trained(text: str, num_merges: int, got, pattern=GPT4_PATTERN, cut_by=""):
+    want = train_naive(text, 256 + num_merges, pattern=pattern)
+    what = f"train_bpe(pieces of {short(text, 30)}{cut_by}, {num_merges})"
     checks.expect(isinstance(got, list), f"{what} returned {type(got).__name__}, expected a list of pairs")
     odd = next((pair for pair in got if not (isinstance(pair, tuple) and len(pair) == 2)), None)
     checks.expect(odd is None, f"{what} returned the merge {odd!r}, expected pairs (a, b) as tuples (a list "
@@ -186,6 +186,17 @@ def test_train_bpe_random_texts(ex):
         text = random_text(rng, n_syllables)
         expect_trained(text, num_merges, call(ex, "train_bpe", pieces=pre_split(text, GPT4_PATTERN),
                                               num_merges=num_merges))
+
+
+@exercise("train_bpe")
+def test_train_bpe_keeps_the_pieces_it_is_given(ex):
+    # pieces cut otherwise than by GPT-4's pattern: joining them and splitting again (or
+    # training minigpt on the joined text) counts pairs across the pieces given
+    rng = np.random.default_rng(311)  # its GPT-2 pieces give other merges than GPT-4's from the 3rd on
+    for pattern, cut_by in [(GPT2_PATTERN, " cut by GPT-2's pattern"), (r"(?s).{1,3}", " cut every 3 characters")]:
+        text = random_text(rng, 150)
+        got = call(ex, "train_bpe", pieces=pre_split(text, pattern), num_merges=25)
+        expect_trained(text, 25, got, pattern, cut_by + " (pairs never span two of the pieces given)")
 
 
 # --- 1.4 encode_with_merges ----------------------------------------------------------------
@@ -323,16 +334,17 @@ def test_bytes_per_token_on_unseen_text(ex):
     rng = np.random.default_rng(707)
     start = int(rng.integers(0, len(docs) - 40_000))
     train_text, eval_text = docs[start:start + 25_000], docs[start + 25_000:start + 31_000] + MULTILINGUAL
-    vocab_sizes = [600, 256, 300, 420]
+    vocab_sizes = [600, 256, 300, 420, 300]  # not sorted, and one size twice: one value for each
     got = call(ex, "bytes_per_token", train_text=train_text, eval_text=eval_text, vocab_sizes=list(vocab_sizes))
     checks.expect(isinstance(got, list) and len(got) == len(vocab_sizes),
-                  f"bytes_per_token returned {type(got).__name__} {short(got)}, expected a list of "
-                  f"{len(vocab_sizes)} floats")
+                  f"bytes_per_token({vocab_sizes}) returned {type(got).__name__} {short(got)}, expected a list of "
+                  f"{len(vocab_sizes)} floats, one for each size (the size given twice too)")
     odd = next((value for value in got if type(value) is not float), None)
     checks.expect(odd is None, f"bytes_per_token returned {type_name(odd)} values, expected Python floats "
                                f"(convert each with float())")
     n_bytes = len(eval_text.encode("utf-8"))
+    wants = {size: n_bytes / len(Tokenizer.train(train_text, size).encode_ordinary(eval_text)) for size in vocab_sizes}
     for size, value in zip(vocab_sizes, got):
-        want = n_bytes / len(Tokenizer.train(train_text, size).encode_ordinary(eval_text))
+        want = wants[size]
         checks.expect(abs(value - want) <= 1e-9 * want,
                       f"bytes_per_token at vocab size {size}: {value!r}, expected {want!r}")

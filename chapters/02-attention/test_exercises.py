@@ -290,27 +290,31 @@ def test_multi_head_attention_with_large_scores(ex):
 
 
 def _max_attention_weight(d, scaled, n_queries, n_keys, seed):
-    """The recipe of exercise 2.6, written again from its docstring."""
+    """The recipe of exercise 2.6, written again from its docstring; and the largest score."""
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((n_queries, d))
     k = rng.standard_normal((n_queries, n_keys, d))
     scores = (k @ q[:, :, None])[:, :, 0]  # (n_queries, n_keys)
     if scaled:
         scores = scores / math.sqrt(d)
-    return float(reference.softmax_forward(scores).max(axis=1).mean())
+    return float(reference.softmax_forward(scores).max(axis=1).mean()), float(scores.max())
 
 
 @exercise("max_attention_weight")
 @pytest.mark.parametrize("d, scaled, n_queries, n_keys, seed", [
     (64, True, 500, 16, 3), (64, False, 500, 16, 3), (4, True, 300, 8, 1), (256, False, 200, 10, 2),
-    (9, False, 400, 5, 4), (100, True, 300, 32, 5)])  # fmt: skip
+    (9, False, 400, 5, 4), (100, True, 300, 32, 5),
+    (200_000, False, 4, 8, 8)])  # fmt: skip  (unscaled scores reach 1008: exp overflows without a shift)
 def test_max_attention_weight_follows_the_recipe(ex, d, scaled, n_queries, n_keys, seed):
     got = ex.max_attention_weight(d, scaled, n_queries=n_queries, n_keys=n_keys, seed=seed)
-    want = _max_attention_weight(d, scaled, n_queries, n_keys, seed)
+    want, largest_score = _max_attention_weight(d, scaled, n_queries, n_keys, seed)
     what = f"max_attention_weight(d={d}, scaled={scaled}, n_queries={n_queries}, n_keys={n_keys}, seed={seed})"
     kind = type(got).__name__ if type(got).__module__ == "builtins" else f"{type(got).__module__}.{type(got).__name__}"
     checks.expect(type(got) is float, f"{what} returned a {kind}, expected a Python float (convert with float())")
-    if abs(got - want) > 1e-9:
+    overflow = (f" (a score here reaches {largest_score:.0f} and exp overflows past 709: subtract each row's max "
+                f"before exp, as your softmax of 2.1 does)" if largest_score > 709 else "")
+    checks.expect(math.isfinite(got), f"{what} = {got!r}, expected {want!r}{overflow}")
+    if not abs(got - want) <= 1e-9:
         near = abs(got - want) < 0.02  # within sampling noise: other draws, or the mean over other queries
         raise checks.Wrong(f"{what} = {got!r}, expected {want!r}" + (
             " (close: perhaps other random numbers, or not every query; draw q, then k, from "
