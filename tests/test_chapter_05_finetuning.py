@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import data_file
-from course_helpers import check_wrong_answers_are_caught, execute_notebook
+from course_helpers import check_wrong_answers_are_caught, execute_notebook, flawed
 
 # Plausible wrong answers, each named <exercise>__<what is wrong>. They are pasted into a
 # copy of solutions.py, so they may use only what it imports (np, IGNORE_INDEX, LINEAR_LAYERS):
@@ -280,49 +280,34 @@ def instruction_batch__ignores_ignore_index(examples, eot_id, mask_prompt=False,
     return inputs, targets
 
 
-def padding_shift__reads_the_rows_last_position(model, ids, n_pad, pad_id):
+def padding_shift__with_flaws(model, ids, n_pad, pad_id, right_read_at="the message's end", left_read_at="the row's end",
+                              distance="largest", swapped=False, train_mode=False):
+    """The measurement done right, unless one of its flaws is switched on (see `flawed`)."""
+    if train_mode:
+        model.train()  # "forward_hidden needs training mode": dropout on, and never switched back
     ids = np.asarray(ids, dtype=np.int64)
     pads = np.full(n_pad, pad_id, dtype=np.int64)
+    end = len(ids) - 1  # the message's last token, in the unpadded and the right-padded row
     alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, -1]  # a padding token's state
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
-    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
+    right_row = model.forward_hidden(np.concatenate([ids, pads])[None])[0]
+    left_row = model.forward_hidden(np.concatenate([pads, ids])[None])[0]
+    right = right_row[{"the message's end": end, "the row's end": -1}[right_read_at]]  # row's end: a padding token
+    left = left_row[{"the row's end": -1, "the message's end": end}[left_read_at]]
+    measure = {"largest": lambda d: np.max(np.abs(d)), "mean": lambda d: np.mean(np.abs(d)),
+               "euclidean": np.linalg.norm}[distance]
+    shifts = float(measure(right - alone)), float(measure(left - alone))
+    return shifts[::-1] if swapped else shifts
 
 
-def padding_shift__left_read_where_the_message_ended_unpadded(model, ids, n_pad, pad_id):
-    ids = np.asarray(ids, dtype=np.int64)
-    pads = np.full(n_pad, pad_id, dtype=np.int64)
-    alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, len(ids) - 1]
-    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
-
-
-def padding_shift__mean_difference(model, ids, n_pad, pad_id):
-    ids = np.asarray(ids, dtype=np.int64)
-    pads = np.full(n_pad, pad_id, dtype=np.int64)
-    alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
-    return float(np.mean(np.abs(right - alone))), float(np.mean(np.abs(left - alone)))
-
-
-def padding_shift__euclidean_distance(model, ids, n_pad, pad_id):
-    ids = np.asarray(ids, dtype=np.int64)
-    pads = np.full(n_pad, pad_id, dtype=np.int64)
-    alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
-    return float(np.linalg.norm(right - alone)), float(np.linalg.norm(left - alone))
-
-
-def padding_shift__left_and_right_swapped(model, ids, n_pad, pad_id):
-    ids = np.asarray(ids, dtype=np.int64)
-    pads = np.full(n_pad, pad_id, dtype=np.int64)
-    alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
-    return float(np.max(np.abs(left - alone))), float(np.max(np.abs(right - alone)))
+padding_shift__reads_the_rows_last_position = flawed(padding_shift__with_flaws, "reads_the_rows_last_position",
+                                                     right_read_at="the row's end")
+padding_shift__left_read_where_the_message_ended_unpadded = flawed(
+    padding_shift__with_flaws, "left_read_where_the_message_ended_unpadded", left_read_at="the message's end")
+padding_shift__mean_difference = flawed(padding_shift__with_flaws, "mean_difference", distance="mean")
+padding_shift__euclidean_distance = flawed(padding_shift__with_flaws, "euclidean_distance", distance="euclidean")
+padding_shift__left_and_right_swapped = flawed(padding_shift__with_flaws, "left_and_right_swapped", swapped=True)
+padding_shift__leaves_model_in_train_mode = flawed(padding_shift__with_flaws, "leaves_model_in_train_mode",
+                                                   train_mode=True)
 
 
 def padding_shift__right_assumed_zero(model, ids, n_pad, pad_id):
@@ -347,16 +332,6 @@ def padding_shift__no_alone_run(model, ids, n_pad, pad_id):
     pads = np.full(n_pad, pad_id, dtype=np.int64)
     right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
     alone = right  # "right padding changes nothing": the right-padded row as reference, right 0 by construction
-    left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
-    return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
-
-
-def padding_shift__leaves_model_in_train_mode(model, ids, n_pad, pad_id):
-    model.train()  # "forward_hidden needs training mode": dropout on, and never switched back
-    ids = np.asarray(ids, dtype=np.int64)
-    pads = np.full(n_pad, pad_id, dtype=np.int64)
-    alone = model.forward_hidden(ids[None])[0, -1]
-    right = model.forward_hidden(np.concatenate([ids, pads])[None])[0, len(ids) - 1]
     left = model.forward_hidden(np.concatenate([pads, ids])[None])[0, -1]
     return float(np.max(np.abs(right - alone))), float(np.max(np.abs(left - alone)))
 
@@ -399,7 +374,8 @@ def test_the_wrong_answers_use_only_what_solutions_py_has():
     # each is pasted into solutions.py: a helper of this file would make it fail with a
     # NameError, "wrong" for a reason that says nothing about the grader
     for function in WRONG_ANSWERS:
-        foreign = (names_used(function.__code__) & set(globals())) - {"np", "IGNORE_INDEX", "LINEAR_LAYERS"}
+        pasted = getattr(function, "func", function)  # a `flawed` variant pastes the answer it switches
+        foreign = (names_used(pasted.__code__) & set(globals())) - {"np", "IGNORE_INDEX", "LINEAR_LAYERS"}
         assert not foreign, f"{function.__name__} uses {sorted(foreign)}, which solutions.py does not define"
 
 

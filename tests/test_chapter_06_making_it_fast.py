@@ -26,26 +26,35 @@ GELU_COEFF, GELU_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
 # --- 6.1 median_time
 
 
-def median_time__mean_of_the_repeats(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
+def median_time__with_flaws(fn, warmup, repeats, clock=time.perf_counter, summary="median", warm_ups_skipped=0,
+                            stopwatch="clock", stored_as="float64", returned="Python float"):
+    """The honest timer, unless one of its flaws is switched on (see `flawed` below)."""
+    for _ in range(max(warmup - warm_ups_skipped, 0)):
         fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
+    read = {"clock": clock, "perf_counter": time.perf_counter}[stopwatch]
+    durations = np.zeros(repeats, dtype=stored_as)  # float32: ~7 significant digits
+    for k in range(repeats):
+        start = read()
         fn()
-        durations.append(clock() - start)
-    return float(np.mean(durations))  # one disturbed call moves it
+        durations[k] = read() - start
+    summarise = {"median": np.median, "mean": np.mean, "fastest": np.min,
+                 "upper middle": lambda d: np.sort(d)[repeats // 2]}[summary]  # (an even count's median is 2 values' mean)
+    value = summarise(durations)
+    return {"Python float": float(value), "NumPy float": np.float64(value),
+            "rounded to ms": round(float(value), 3)}[returned]  # rounded: a microsecond kernel reads 0.0
 
 
-def median_time__fastest_repeat(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        durations.append(clock() - start)
-    return float(min(durations))
+median_time__mean_of_the_repeats = flawed(median_time__with_flaws, "mean_of_the_repeats", summary="mean")
+median_time__fastest_repeat = flawed(median_time__with_flaws, "fastest_repeat", summary="fastest")
+median_time__one_warmup_call_too_few = flawed(median_time__with_flaws, "one_warmup_call_too_few", warm_ups_skipped=1)
+median_time__middle_element_of_an_even_count = flawed(median_time__with_flaws, "middle_element_of_an_even_count",
+                                                      summary="upper middle")
+median_time__rounded_to_milliseconds = flawed(median_time__with_flaws, "rounded_to_milliseconds",
+                                              returned="rounded to ms")
+median_time__perf_counter_instead_of_clock = flawed(median_time__with_flaws, "perf_counter_instead_of_clock",
+                                                    stopwatch="perf_counter")
+median_time__durations_in_float32 = flawed(median_time__with_flaws, "durations_in_float32", stored_as="float32")
+median_time__numpy_float = flawed(median_time__with_flaws, "numpy_float", returned="NumPy float")
 
 
 def median_time__warmup_calls_timed_too(fn, warmup, repeats, clock=time.perf_counter):
@@ -64,72 +73,6 @@ def median_time__one_stopwatch_for_all_repeats(fn, warmup, repeats, clock=time.p
     for _ in range(repeats):
         fn()
     return float((clock() - start) / repeats)  # the mean again, in disguise
-
-
-def median_time__one_warmup_call_too_few(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(max(warmup - 1, 0)):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        durations.append(clock() - start)
-    return float(np.median(durations))
-
-
-def median_time__middle_element_of_an_even_count(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        durations.append(clock() - start)
-    return float(sorted(durations)[repeats // 2])
-
-
-def median_time__rounded_to_milliseconds(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        durations.append(clock() - start)
-    return round(float(np.median(durations)), 3)  # a microsecond kernel reads 0.0
-
-
-def median_time__perf_counter_instead_of_clock(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        durations.append(time.perf_counter() - start)
-    return float(np.median(durations))
-
-
-def median_time__durations_in_float32(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = np.zeros(repeats, dtype=np.float32)  # ~7 significant digits
-    for k in range(repeats):
-        start = clock()
-        fn()
-        durations[k] = clock() - start
-    return float(np.median(durations))
-
-
-def median_time__numpy_float(fn, warmup, repeats, clock=time.perf_counter):
-    for _ in range(warmup):
-        fn()
-    durations = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        durations.append(clock() - start)
-    return np.median(durations)  # a numpy.float64
 
 
 # --- 6.2 step_flops (N = the weights counted; each answer counts them its own way)
